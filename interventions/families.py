@@ -1,0 +1,120 @@
+"""Model families: which tokens open an image, fill it, and form its gate.
+
+A family is described by token *strings* (as the family's processor writes them into the prompt);
+ids are always resolved from the tokenizer at run time, because published ids differ between
+checkpoint revisions. Every other part of narrowgate (tiny checkpoints, layouts, wrappers) reads
+the family's structure from here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """The image-token structure of one family's prompts.
+
+    image_tokens: tokens of the image run (placeholders; Pixtral's row breaks count as image tokens).
+    start_tokens: tokens that open an image span; the tokens between the opener and the run (Emu3's
+        ``h*w<|image token|>`` header) belong to the start. Empty when the family has no opener.
+    gate_tokens: the tokens right after the run that form the gate, in order. Empty means the gate
+        is the first token after the run (LLaVA-style families with no end-of-image token).
+    """
+
+    name: str
+    model_class: str
+    image_tokens: tuple[str, ...]
+    start_tokens: tuple[str, ...] = ()
+    gate_tokens: tuple[str, ...] = ()
+
+    def token_ids(self, tokenizer) -> "FamilyIds":
+        """Resolve the spec's strings to ids with ``tokenizer``; an unknown token is an error."""
+
+        def resolve(tokens: tuple[str, ...]) -> tuple[int, ...]:
+            ids = []
+            for token in tokens:
+                token_id = tokenizer.convert_tokens_to_ids(token)
+                if token_id is None or token_id == tokenizer.unk_token_id:
+                    raise ValueError(
+                        f"family {self.name!r}: the tokenizer has no token {token!r}; is this checkpoint "
+                        f"really a {self.name} model?"
+                    )
+                ids.append(token_id)
+            return tuple(ids)
+
+        return FamilyIds(
+            family=self.name,
+            image=resolve(self.image_tokens),
+            start=resolve(self.start_tokens),
+            gate=resolve(self.gate_tokens),
+        )
+
+
+@dataclass(frozen=True)
+class FamilyIds:
+    """A FamilySpec resolved against one tokenizer."""
+
+    family: str
+    image: tuple[int, ...]
+    start: tuple[int, ...]
+    gate: tuple[int, ...]
+
+
+FAMILIES: dict[str, FamilySpec] = {
+    spec.name: spec
+    for spec in (
+        FamilySpec(
+            name="chameleon",
+            model_class="ChameleonForConditionalGeneration",
+            image_tokens=("<image>",),
+            start_tokens=("<racm3:break>",),
+            gate_tokens=("<eoss>",),
+        ),
+        FamilySpec(
+            name="emu3",
+            model_class="Emu3ForConditionalGeneration",
+            image_tokens=("<image>",),
+            start_tokens=("<|image start|>",),
+            gate_tokens=("<|extra_201|>", "<|image end|>"),
+        ),
+        FamilySpec(
+            name="llava",
+            model_class="LlavaForConditionalGeneration",
+            image_tokens=("<image>",),
+        ),
+        FamilySpec(
+            name="llava_onevision",
+            model_class="LlavaOnevisionForConditionalGeneration",
+            image_tokens=("<image>",),
+        ),
+        FamilySpec(
+            name="pixtral",
+            model_class="LlavaForConditionalGeneration",
+            image_tokens=("[IMG]", "[IMG_BREAK]"),
+            gate_tokens=("[IMG_END]",),
+        ),
+        FamilySpec(
+            name="janus",
+            model_class="JanusForConditionalGeneration",
+            image_tokens=("<image_placeholder>",),
+            start_tokens=("<begin_of_image>",),
+            gate_tokens=("<end_of_image>",),
+        ),
+        FamilySpec(
+            name="qwen2_vl",
+            model_class="Qwen2VLForConditionalGeneration",
+            image_tokens=("<|image_pad|>",),
+            start_tokens=("<|vision_start|>",),
+            gate_tokens=("<|vision_end|>",),
+        ),
+    )
+}
+
+
+def family_spec(name: str) -> FamilySpec:
+    """The spec of family ``name``; an unknown name lists the known ones."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown family {name!r}; known families: {', '.join(sorted(FAMILIES))}") from None

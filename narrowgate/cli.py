@@ -1,0 +1,28 @@
+"""The ``narrowgate`` command: one subcommand per module, each with ``configure(parser)`` and ``run(args)``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help). Modules keep heavy imports inside their functions.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tiny": ("narrowgate.tiny", "write a tiny random-weight checkpoint of a model family"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="narrowgate", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.configure(subparsers.add_parser(name, help=help_text, description=module.__doc__))
+        modules[name] = module
+    args = parser.parse_args(argv)
+    return int(modules[args.command].run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
