@@ -20,10 +20,12 @@ class FamilySpec:
         ``h*w<|image token|>`` header) belong to the start. Empty when the family has no opener.
     gate_tokens: the tokens right after the run that form the gate, in order. Empty means the gate
         is the first token after the run (LLaVA-style families with no end-of-image token).
+    placeholder: what a prompt writes for one image; the family's processor expands it into the span.
     """
 
     name: str
     model_class: str
+    placeholder: str
     image_tokens: tuple[str, ...]
     start_tokens: tuple[str, ...] = ()
     gate_tokens: tuple[str, ...] = ()
@@ -67,6 +69,7 @@ FAMILIES: dict[str, FamilySpec] = {
         FamilySpec(
             name="chameleon",
             model_class="ChameleonForConditionalGeneration",
+            placeholder="<image>",
             image_tokens=("<image>",),
             start_tokens=("<racm3:break>",),
             gate_tokens=("<eoss>",),
@@ -74,6 +77,7 @@ FAMILIES: dict[str, FamilySpec] = {
         FamilySpec(
             name="emu3",
             model_class="Emu3ForConditionalGeneration",
+            placeholder="<image>",
             image_tokens=("<image>",),
             start_tokens=("<|image start|>",),
             gate_tokens=("<|extra_201|>", "<|image end|>"),
@@ -81,22 +85,26 @@ FAMILIES: dict[str, FamilySpec] = {
         FamilySpec(
             name="llava",
             model_class="LlavaForConditionalGeneration",
+            placeholder="<image>",
             image_tokens=("<image>",),
         ),
         FamilySpec(
             name="llava_onevision",
             model_class="LlavaOnevisionForConditionalGeneration",
+            placeholder="<image>",
             image_tokens=("<image>",),
         ),
         FamilySpec(
             name="pixtral",
             model_class="LlavaForConditionalGeneration",
+            placeholder="[IMG]",
             image_tokens=("[IMG]", "[IMG_BREAK]"),
             gate_tokens=("[IMG_END]",),
         ),
         FamilySpec(
             name="janus",
             model_class="JanusForConditionalGeneration",
+            placeholder="<image_placeholder>",
             image_tokens=("<image_placeholder>",),
             start_tokens=("<begin_of_image>",),
             gate_tokens=("<end_of_image>",),
@@ -104,6 +112,7 @@ FAMILIES: dict[str, FamilySpec] = {
         FamilySpec(
             name="qwen2_vl",
             model_class="Qwen2VLForConditionalGeneration",
+            placeholder="<|vision_start|><|image_pad|><|vision_end|>",
             image_tokens=("<|image_pad|>",),
             start_tokens=("<|vision_start|>",),
             gate_tokens=("<|vision_end|>",),

@@ -9,6 +9,9 @@ import sys
 # subcommand -> (module, one-line help). Modules keep heavy imports inside their functions.
 COMMANDS: dict[str, tuple[str, str]] = {
     "tiny": ("narrowgate.tiny", "write a tiny random-weight checkpoint of a model family"),
+    "grid": ("narrowgate.grid", "run a models x conditions x tasks grid through lmms-eval (resumable)"),
+    "leaderboard": ("narrowgate.leaderboard", "tabulate a grid folder: change from baseline with bootstrap CIs"),
+    "demo": ("narrowgate.demo", "the smoke grid on tiny checkpoints plus its leaderboard, offline"),
 }
 
 

@@ -1,0 +1,234 @@
+"""Named experimental conditions: which attention edges to cut, or which hidden state to destroy.
+
+A condition maps a row's Layout to knockouts, each "queries at positions >= first_query may not read
+these keys" (PROTOCOL.md §3), or marks that it replaces the gate's hidden state instead. Positions are
+those of the Layout, so generated tokens (positions >= the prompt length) are queries of every
+knockout whose queries are "all" or "after the gate". The mechanism that applies them lives in
+``interventions.knockout`` and ``interventions.gate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, fields
+from typing import Callable, Iterable
+
+from .layouts import Layout
+
+KNOCKOUTS = ("zero", "mask")
+OPTIONS = ("layers", "knockout", "k", "seed")
+
+
+@dataclass(frozen=True)
+class Knockout:
+    """Queries at positions >= first_query may not read the keys at ``keys`` (in the chosen layers)."""
+
+    first_query: int
+    keys: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named condition with its options; build it with ``make_condition``.
+
+    layers: None (every layer) or a canonical spec ("16-31", "3,5,7", "last:8"), resolved against the
+        model by ``layer_indices``. knockout: "zero" (post-softmax probabilities set to 0, rows not
+        renormalised, as the paper) or "mask" (-inf before the softmax, rows renormalise).
+        k: image tokens per image for random_image_ablated. seed: base seed of per-example choices.
+    """
+
+    name: str
+    layers: str | None = None
+    knockout: str = "zero"
+    k: int = 10
+    seed: int = 0
+
+    @property
+    def definition(self) -> "ConditionDef":
+        return CONDITIONS[self.name]
+
+    @property
+    def edits_gate(self) -> bool:
+        return self.definition.edits_gate
+
+    def knockouts(self, layout: Layout) -> tuple[Knockout, ...]:
+        """The knockouts of one row (empty for conditions that cut no attention edge)."""
+        return self.definition.knockouts(self, layout)
+
+    def layer_indices(self, num_layers: int) -> tuple[int, ...]:
+        """The decoder layers this condition acts on, for a model with ``num_layers`` layers."""
+        return resolve_layers(self.layers, num_layers)
+
+    def to_dict(self) -> dict:
+        """The condition's name and the options it reads (JSON-able, for sample logs)."""
+        return {"name": self.name, **{opt: getattr(self, opt) for opt in self.definition.options}}
+
+
+@dataclass(frozen=True)
+class ConditionDef:
+    """A registered condition: its documentation, the options it reads and what it does."""
+
+    name: str
+    doc: str
+    options: tuple[str, ...]
+    knockouts: Callable[[Condition, Layout], tuple[Knockout, ...]]
+    edits_gate: bool = False
+
+
+CONDITIONS: dict[str, ConditionDef] = {}
+
+
+def _register(options: tuple[str, ...] = ("layers", "knockout"), edits_gate: bool = False):
+    def add(fn: Callable[[Condition, Layout], tuple[Knockout, ...]]):
+        CONDITIONS[fn.__name__] = ConditionDef(fn.__name__, " ".join(fn.__doc__.split()), options, fn, edits_gate)
+        return fn
+
+    return add
+
+
+@_register(options=())
+def baseline(condition: Condition, layout: Layout) -> tuple[Knockout, ...]:
+    """Nothing is changed (the reference every other condition is compared with)."""
+    return ()
+
+
+@_register()
+def gate_ablated(condition: Condition, layout: Layout) -> tuple[Knockout, ...]:
+    """No query reads the gate key(s) (paper: [EOI]); Emu3 loses both end-of-frame and end-of-image."""
+    return tuple(Knockout(0, span.gate) for span in layout.spans)
+
+
+@_register()
+def gate_only(condition: Condition, layout: Layout) -> tuple[Knockout, ...]:
+    """Queries after the gate (prompt text and every generated token) read no start-of-image or image
+    key; the gate stays open, so the image reaches the text only through it (paper: img->text)."""
+    return tuple(Knockout(span.gate[-1] + 1, span.start + tuple(span.image)) for span in layout.spans)
+
+
+@_register()
+def image_ablated(condition: Condition, layout: Layout) -> tuple[Knockout, ...]:
+    """As gate_only, and the gate is blocked too: nothing after the gate reads the image at all."""
+    return tuple(Knockout(span.gate[-1] + 1, span.start + tuple(span.image) + span.gate) for span in layout.spans)
+
+
+@_register()
+def last_image_ablated(condition: Condition, layout: Layout) -> tuple[Knockout, ...]:
+    """No query reads the token just before the gate (the paper's "last image" control)."""
+    return tuple(Knockout(0, (span.gate[0] - 1,)) for span in layout.spans)
+
+
+@_register(options=("layers", "knockout", "k", "seed"))
+def random_image_ablated(condition: Condition, layout: Layout) -> tuple[Knockout, ...]:
+    """No query reads k random image tokens of each image (the paper's "random" control). The choice
+    is seeded per example and image, so it does not depend on batch composition or padding; repeats
+    use different seeds."""
+    knockouts = []
+    for index, span in enumerate(layout.spans):
+        if condition.k > len(span.image):
+            raise ValueError(
+                f"random_image_ablated: k={condition.k} but image {index} of row {layout.row} has only "
+                f"{len(span.image)} image tokens; choose a smaller k"
+            )
+        rng = random.Random(example_seed(condition.seed, layout, index, "random_image"))
+        offsets = sorted(rng.sample(range(len(span.image)), condition.k))
+        knockouts.append(Knockout(0, tuple(span.image.start + o for o in offsets)))
+    return tuple(knockouts)
+
+
+@_register(options=("layers", "seed"), edits_gate=True)
+def gate_randomized(condition: Condition, layout: Layout) -> tuple[Knockout, ...]:
+    """The gate's hidden state at the input of every chosen decoder layer is replaced by a random
+    vector of the same norm (seeded per example): the gate's information is destroyed while every
+    attention path stays open."""
+    return ()
+
+
+def example_seed(seed: int, layout: Layout, span_index: int, purpose: str) -> int:
+    """A seed for one image of one example: independent of its batch row and padding."""
+    text = f"{purpose}:{seed}:{layout.key}:{span_index}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+
+def make_condition(
+    name: str, *, layers=None, knockout: str = "zero", k: int = 10, seed: int = 0, **more
+) -> Condition:
+    """Build a condition by name; unknown names or options raise ValueError listing the valid ones.
+
+    Options a condition does not read (e.g. ``knockout`` for baseline) are reset to their defaults,
+    so equal experiments compare equal.
+    """
+    if name not in CONDITIONS:
+        raise ValueError(f"unknown condition {name!r}; valid conditions: {', '.join(CONDITIONS)}")
+    if more:
+        raise ValueError(f"unknown option(s) {', '.join(sorted(more))} for condition {name!r}; valid options: {', '.join(OPTIONS)}")
+    if knockout not in KNOCKOUTS:
+        raise ValueError(f"unknown knockout {knockout!r}; valid: {', '.join(KNOCKOUTS)}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    given = {"layers": canonical_layers(layers), "knockout": knockout, "k": k, "seed": seed}
+    defaults = {f.name: f.default for f in fields(Condition) if f.name != "name"}
+    reads = CONDITIONS[name].options
+    return Condition(name=name, **{opt: given[opt] if opt in reads else defaults[opt] for opt in defaults})
+
+
+def canonical_layers(layers) -> str | None:
+    """Normalise a layer spec: None/"all", "16-31", "3,5,7", [3, 5], 5 or "last:8" (the last 8 layers)."""
+    if layers is None or layers == "all":
+        return None
+    if isinstance(layers, bool):
+        raise ValueError(f"invalid layers {layers!r}")
+    if isinstance(layers, int):
+        layers = [layers]
+    if isinstance(layers, (list, tuple)):
+        if not layers or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in layers):
+            raise ValueError(f"layers must be a non-empty list of non-negative integers, got {layers!r}")
+        return ",".join(str(x) for x in sorted(set(layers)))
+    if isinstance(layers, str):
+        spec = layers.replace(" ", "")
+        try:
+            _parse(spec, None)
+        except ValueError as error:
+            raise ValueError(f"invalid layers {layers!r}: {error}") from None
+        return spec
+    raise ValueError(f"invalid layers {layers!r}; use None, 'a-b', 'a,b,c', a list of ints or 'last:w'")
+
+
+def resolve_layers(layers: str | None, num_layers: int) -> tuple[int, ...]:
+    """The layer indices of a canonical spec for a model with ``num_layers`` decoder layers."""
+    if layers is None:
+        return tuple(range(num_layers))
+    indices = _parse(layers, num_layers)
+    out_of_range = [i for i in indices if i >= num_layers]
+    if out_of_range:
+        raise ValueError(f"layers {layers!r}: the model has {num_layers} layers (0-{num_layers - 1}); got {out_of_range}")
+    return indices
+
+
+def _parse(spec: str, num_layers: int | None) -> tuple[int, ...]:
+    """Parse a layer spec; ``num_layers`` None only checks the syntax."""
+    if spec.startswith("last:"):
+        width = spec[len("last:"):]
+        if not width.isdigit():
+            raise ValueError("'last:w' needs a non-negative integer w")
+        if num_layers is None:
+            return ()
+        if int(width) > num_layers:
+            raise ValueError(f"last:{width} but the model has only {num_layers} layers")
+        return tuple(range(num_layers - int(width), num_layers))
+    indices: list[int] = []
+    for part in spec.split(","):
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ValueError("use 'a-b', 'a,b,c' or 'last:w' with non-negative integers")
+        if sep and int(hi) < int(lo):
+            raise ValueError(f"empty range {part!r}")
+        indices.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    return tuple(sorted(set(indices)))
+
+
+def knockouts_by_row(condition: Condition, layouts: Iterable[Layout]) -> tuple[tuple[Knockout, ...], ...]:
+    """The knockouts of every row, in row order."""
+    return tuple(condition.knockouts(layout) for layout in layouts)

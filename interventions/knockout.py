@@ -1,0 +1,238 @@
+"""Attention knockout: cut (query, key) edges in chosen layers, every head, prompt and generated tokens.
+
+Two attention implementations are registered with transformers (``AttentionInterface``), each with a
+mask function under the same name (``AttentionMaskInterface``) that wraps the stock one and hands the
+forward's KV positions to the bound Session:
+
+- ``narrowgate`` (fast, SDPA). ``zero``: a post-softmax probability set to 0 without renormalising is
+  the same as removing the key's value vector, out_i = sum_{j not in K} A_ij v_j, so the affected query
+  rows run SDPA on values with K's rows zeroed. Rows are split only where a knockout starts after some
+  of its keys are visible (gate_only: the image reads itself, the text after the gate must not); a
+  knockout whose queries start at or before its first key (Q = all) is applied to every row, which is
+  exact because earlier rows cannot see K (causality) and keeps SDPA's causal kernel. Value widths
+  never change (a [v, masked v] concatenation would push torch onto its slow math kernel) and no
+  per-head masks are built. ``mask``: a boolean mask restricted to the affected rows; a query whose
+  every visible key is cut reads nothing (output 0, SDPA's rule for an all-False row).
+- ``narrowgate_eager`` (reference): eager attention with the probabilities zeroed after the softmax
+  (``zero``) or the scores set to -inf before it (``mask``); returns the probabilities, so it serves
+  ``output_attentions`` and the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
+
+from .conditions import Condition
+from .layouts import Layout
+from .session import FAST, REFERENCE, Forward, session_for
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One knockout of one row: from query position ``start`` on, keys ``keys`` are cut."""
+
+    row: int
+    first_query: int
+    keys: torch.Tensor  # int64 KV positions
+    first_key: int
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Query rows [start, stop) of one forward that share, per batch row, one set of cut keys.
+
+    blocked: (B, 1, kv, 1) bool, True where a key is cut (None: the rows run as baseline).
+    mask: the SDPA mask for these rows (None: SDPA's causal kernel).
+    """
+
+    start: int
+    stop: int
+    blocked: torch.Tensor | None
+    mask: torch.Tensor | None
+
+
+class Knockouts:
+    """The attention part of a Session: a condition's knockouts for a batch of layouts."""
+
+    def __init__(self, condition: Condition, layouts: Sequence[Layout], num_layers: int, reference: bool):
+        self.condition = condition
+        self.layers = frozenset(condition.layer_indices(num_layers))
+        self.mask_semantics = condition.knockout == "mask"
+        self.reference = reference
+        self.batch = len(layouts)
+        self.prompt_length = max((layout.length for layout in layouts), default=0)
+        self.rules = [
+            _Rule(layout.row, ko.first_query, torch.tensor(ko.keys, dtype=torch.int64), min(ko.keys))
+            for layout in layouts
+            for ko in condition.knockouts(layout)
+            if ko.keys
+        ]
+        self.reset()
+
+    def reset(self) -> None:
+        self.chunks: tuple[_Chunk, ...] | None = None
+        self.blocked: torch.Tensor | None = None
+        self.forward: Forward | None = None
+
+    def _start(self, rule: _Rule) -> int:
+        """The first query row (KV position) from which the fast path applies ``rule``."""
+        if self.mask_semantics:
+            return max(rule.first_query, rule.first_key)
+        return 0 if rule.first_query <= rule.first_key else rule.first_query
+
+    def begin(self, forward: Forward, mask: torch.Tensor | None) -> None:
+        if forward.batch != self.batch:
+            raise ValueError(
+                f"the model runs a batch of {forward.batch} rows but the intervention has {self.batch} layouts; "
+                "pass one layout per row (beam search and num_return_sequences > 1 are not supported)"
+            )
+        if forward.q_offset == 0 and forward.q_length < self.prompt_length:
+            raise ValueError(
+                f"the model's input has {forward.q_length} positions but the layouts describe prompts of "
+                f"{self.prompt_length}; compute the layouts from the very input_ids the model receives"
+            )
+        self.forward = forward
+        if not self.rules:
+            self.chunks = (_Chunk(0, forward.q_length, None, mask),)
+        elif self.reference:
+            self.blocked = self._dense(forward)
+        else:
+            self.chunks = self._chunks(forward, mask)
+
+    def _local_keys(self, rule: _Rule, forward: Forward) -> torch.Tensor:
+        keys = rule.keys - forward.kv_offset
+        return keys[(keys >= 0) & (keys < forward.kv_length)].to(forward.device)
+
+    def _dense(self, forward: Forward) -> torch.Tensor:
+        """(B, 1, q, kv) bool, True where the edge is cut: the reference's exact (Q, K) sets."""
+        blocked = torch.zeros(forward.batch, 1, forward.q_length, forward.kv_length, dtype=torch.bool, device=forward.device)
+        for rule in self.rules:
+            first = max(rule.first_query - forward.q_offset, 0)
+            if first < forward.q_length:
+                blocked[rule.row, 0, first:].index_fill_(-1, self._local_keys(rule, forward), True)
+        return blocked
+
+    def _chunks(self, forward: Forward, mask: torch.Tensor | None) -> tuple[_Chunk, ...]:
+        starts = [self._start(rule) - forward.q_offset for rule in self.rules]
+        bounds = sorted({0, forward.q_length, *(s for s in starts if 0 < s < forward.q_length)})
+        chunks = []
+        for lo, hi in zip(bounds, bounds[1:]):
+            active = [rule for rule, s in zip(self.rules, starts) if s <= lo]
+            if not active:
+                chunks.append(_Chunk(lo, hi, None, self._rows_mask(forward, mask, lo, hi, explicit=False)))
+                continue
+            blocked = torch.zeros(forward.batch, forward.kv_length, dtype=torch.bool, device=forward.device)
+            for rule in active:
+                blocked[rule.row].index_fill_(0, self._local_keys(rule, forward), True)
+            if self.mask_semantics:
+                rows_mask = self._rows_mask(forward, mask, lo, hi, explicit=True) & ~blocked[:, None, None, :]
+                chunks.append(_Chunk(lo, hi, blocked[:, None, :, None], rows_mask))
+            else:
+                chunks.append(_Chunk(lo, hi, blocked[:, None, :, None], self._rows_mask(forward, mask, lo, hi, explicit=False)))
+        return tuple(chunks)
+
+    @staticmethod
+    def _rows_mask(forward: Forward, mask: torch.Tensor | None, lo: int, hi: int, explicit: bool) -> torch.Tensor | None:
+        """The stock SDPA mask restricted to query rows [lo, hi); None keeps SDPA's causal kernel, which
+        is only right for rows that start at 0 (upper-left alignment) or a single decoding query."""
+        if mask is not None:
+            return mask if (lo, hi) == (0, forward.q_length) else mask[:, :, lo:hi]
+        if not explicit and (forward.q_length == 1 or (lo == 0 and hi > 1)):
+            return None
+        queries = forward.q_offset + torch.arange(lo, hi, device=forward.device)
+        keys = forward.kv_offset + torch.arange(forward.kv_length, device=forward.device)
+        return (keys[None, :] <= queries[:, None])[None, None]
+
+    def _check(self, query: torch.Tensor, key: torch.Tensor) -> None:
+        forward = self.forward
+        if forward is None:
+            raise RuntimeError("narrowgate: attention ran before its mask function in this forward")
+        if query.shape[2] != forward.q_length or key.shape[2] != forward.kv_length:
+            raise RuntimeError(
+                f"narrowgate: attention got {query.shape[2]} queries x {key.shape[2]} keys but this forward's mask was "
+                f"built for {forward.q_length} x {forward.kv_length} (sliding-window layers are not supported)"
+            )
+
+    def fast_attention(self, module, query, key, value, attention_mask, **kwargs):
+        if module.layer_idx not in self.layers or not self.rules:
+            return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        self._check(query, key)
+        outputs = []
+        for chunk in self.chunks:
+            rows = query if len(self.chunks) == 1 else query[:, :, chunk.start:chunk.stop]
+            values = value
+            if chunk.blocked is not None and not self.mask_semantics:
+                values = value.masked_fill(chunk.blocked, 0)
+            outputs.append(sdpa_attention_forward(module, rows, key, values, chunk.mask, **kwargs)[0])
+        return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), None
+
+    def reference_attention(self, module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+        blocked = None
+        if module.layer_idx in self.layers and self.rules:
+            self._check(query, key)
+            blocked = self.blocked
+        groups = query.shape[1] // key.shape[1]
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+        scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+        scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+        if attention_mask is not None:
+            scores = scores + attention_mask[:, :, :, : key.shape[-2]]
+        if blocked is not None and self.mask_semantics:
+            scores = scores.masked_fill(blocked, float("-inf"))
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        if blocked is not None and not self.mask_semantics:
+            probs = probs.masked_fill(blocked, 0.0)
+        elif blocked is not None:
+            # A query whose every visible key is cut reads nothing, as SDPA does for an all-False row.
+            hidden = blocked if attention_mask is None else blocked | (attention_mask[:, :, :, : key.shape[-2]] < 0)
+            probs = probs.masked_fill(hidden.all(dim=-1, keepdim=True) & blocked.any(dim=-1, keepdim=True), 0.0)
+        dropped = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
+        output = torch.matmul(dropped, value).transpose(1, 2).contiguous()
+        return output, probs
+
+
+def _fast_attention(module, query, key, value, attention_mask, **kwargs):
+    knockouts = session_for(module.config).knockout
+    if knockouts is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return knockouts.fast_attention(module, query, key, value, attention_mask, **kwargs)
+
+
+def _reference_attention(module, query, key, value, attention_mask, **kwargs):
+    knockouts = session_for(module.config).knockout
+    if knockouts is None:
+        raise RuntimeError("narrowgate: the reference attention runs only inside intervene(..., reference=True)")
+    return knockouts.reference_attention(module, query, key, value, attention_mask, **kwargs)
+
+
+def _bookkeeping_mask(stock):
+    """Wrap a stock mask function: same mask, plus the forward's KV positions for the session."""
+
+    def mask_function(*, batch_size, q_length, kv_length, q_offset=0, kv_offset=0, config=None, device="cpu", **kwargs):
+        mask = stock(
+            batch_size=batch_size,
+            q_length=q_length,
+            kv_length=kv_length,
+            q_offset=q_offset,
+            kv_offset=kv_offset,
+            config=config,
+            device=device,
+            **kwargs,
+        )
+        forward = Forward(batch_size, int(q_offset), q_length, int(kv_offset), kv_length, torch.device(device))
+        session_for(config).begin(forward, mask)
+        return mask
+
+    return mask_function
+
+
+AttentionInterface.register(FAST, _fast_attention)
+AttentionInterface.register(REFERENCE, _reference_attention)
+AttentionMaskInterface.register(FAST, _bookkeeping_mask(sdpa_mask))
+AttentionMaskInterface.register(REFERENCE, _bookkeeping_mask(eager_mask))

@@ -1,0 +1,355 @@
+"""The one lmms-eval model class behind every family x condition.
+
+``NarrowgateModel`` loads a checkpoint with the family's transformers class and ``AutoProcessor``,
+formats each request's text into the family's prompt, finds where the images and their gates sit
+(``interventions.find_layouts``) and runs the model inside ``interventions.intervene`` so that the
+condition holds for the prompt and for every generated token. What differs between families (prompt
+format, processor options, dtype quirks) lives in one small subclass per family.
+
+Every request gets an audit record appended to its ``arguments`` (lmms-eval writes every JSON-able
+argument into the samples log, and has no other per-sample field a model can fill): the exact prompt
+given to the processor, the condition with its layers and knockout semantics, the image/gate positions
+and the attention edges that were cut. In ``*_samples_<task>.jsonl`` it is ``arguments[-1]["narrowgate"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+from typing import Any, ClassVar
+
+import torch
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from lmms_eval.utils import Collator
+from loguru import logger
+from tqdm import tqdm
+
+from interventions import Condition, Layout, family_spec, find_layouts, intervene, make_condition
+
+AUDIT_KEY = "narrowgate"
+
+DTYPES: dict[str, torch.dtype | str] = {
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "auto": "auto",
+}
+
+KNOCKOUT_SEMANTICS = {
+    "zero": "zero: post-softmax attention probabilities of the cut edges set to 0; rows not renormalised (as published)",
+    "mask": "mask: cut edges masked with -inf before the softmax; rows renormalise",
+}
+
+# Generation options a task may set, passed to transformers' generate(); "until" is handled here.
+GENERATE_OPTIONS = ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams", "repetition_penalty")
+DEFAULT_MAX_NEW_TOKENS = 128
+
+
+class NarrowgateInputError(ValueError):
+    """A request the wrapper cannot run as asked (no image, malformed image span); names the document."""
+
+
+class NarrowgateModel(lmms):
+    """lmms-eval simple model: one family's checkpoint under one intervention condition.
+
+    Subclasses set ``family`` and ``prompt_template`` (with ``{images}`` and ``{text}``); the
+    registry makes a further subclass per ``<family>_<condition>`` name that fixes ``registered_condition``.
+    """
+
+    is_simple = True
+    family: ClassVar[str]
+    prompt_template: ClassVar[str]
+    registered_condition: ClassVar[str | None] = None
+    processor_kwargs: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        pretrained: str,
+        condition: str | None = None,
+        layers: str | int | None = None,
+        knockout: str = "zero",
+        k: int = 10,
+        seed: int = 0,
+        device: str | None = None,
+        dtype: str | None = None,
+        device_map: str | None = None,
+        attn_implementation: str = "sdpa",
+        batch_size: int | str = 1,
+        trust_remote_code: bool = False,
+        **unknown: Any,
+    ) -> None:
+        super().__init__()
+        if unknown:
+            raise ValueError(
+                f"{self.model_name}: unknown model_args {', '.join(sorted(unknown))}; valid: pretrained, condition, "
+                "layers, knockout, k, seed, device, dtype, device_map, attn_implementation, batch_size, trust_remote_code"
+            )
+        if self.registered_condition is not None and condition not in (None, self.registered_condition):
+            raise ValueError(
+                f"model {self.model_name} runs condition {self.registered_condition!r}, but model_args say "
+                f"condition={condition}; use --model {self.family}_{condition} (or --model {self.family} "
+                f"with condition={condition})"
+            )
+        self.pretrained = str(pretrained)
+        self.spec = family_spec(self.family)
+        self.condition = make_condition(
+            condition or self.registered_condition or "baseline", layers=layers, knockout=knockout, k=k, seed=seed
+        )
+        try:
+            self.batch_size = int(batch_size)
+        except ValueError:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r} (auto is not supported)") from None
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+        # Data parallel (torchrun / accelerate launch): one full copy per process, on this process's
+        # device; lmms-eval's evaluator shards the documents and gathers the results.
+        self._rank = int(os.environ.get("RANK", 0))
+        self._world_size = int(os.environ.get("WORLD_SIZE", 1))
+        if self._world_size > 1 and device_map is not None:
+            raise ValueError("device_map spreads one model over several devices; do not combine it with data parallel runs")
+        if self._world_size > 1 and torch.cuda.is_available():
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dtype is None:
+            dtype = "bfloat16" if self._device.type == "cuda" else "float32"
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+
+        import transformers
+
+        model_class = getattr(transformers, self.spec.model_class)
+        self._model = model_class.from_pretrained(
+            self.pretrained,
+            dtype=DTYPES[dtype],
+            device_map=device_map,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+        ).eval()
+        if device_map is None:
+            self._model.to(self._device)
+        else:
+            self._device = self._model.device  # inputs go where the embeddings are
+        self.processor = transformers.AutoProcessor.from_pretrained(self.pretrained, trust_remote_code=trust_remote_code)
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"  # generation continues every row at the same position
+        self.family_ids = self.spec.token_ids(self.tokenizer)
+        self.num_layers = self._model.config.get_text_config().num_hidden_layers
+        self.condition.layer_indices(self.num_layers)  # layer spec out of range: fail before evaluating
+        self._warned: set[str] = set()
+
+    # --- names, devices, conditions -----------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self.family if self.registered_condition is None else f"{self.family}_{self.registered_condition}"
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._model
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def set_condition(self, condition: Condition) -> None:
+        """Run later requests under ``condition`` on the same weights (the grid switches conditions this way)."""
+        if not isinstance(condition, Condition):
+            raise TypeError(f"set_condition takes an interventions.Condition (see make_condition), got {type(condition).__name__}")
+        if self.registered_condition is not None and condition.name != self.registered_condition:
+            raise ValueError(
+                f"model {self.model_name} runs condition {self.registered_condition!r}; load the family model "
+                f"({self.family}) to switch conditions"
+            )
+        condition.layer_indices(self.num_layers)
+        self.condition = condition
+
+    def clean(self) -> None:
+        # lmms-eval's clean() deletes every nn.Module attribute after a run; keep the weights so that
+        # the same instance can be evaluated again under another condition.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # --- family hooks -------------------------------------------------------------------------
+
+    def format_prompt(self, text: str, n_images: int) -> str:
+        """The exact text given to the processor: the family's prompt around the task's text."""
+        return self.prompt_template.format(images=self.spec.placeholder * n_images, text=text)
+
+    def prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Family dtype quirks on the processor output (already on the model's device)."""
+        return inputs
+
+    # --- shared machinery ---------------------------------------------------------------------
+
+    def _visuals(self, request: Instance) -> tuple[str, str, list]:
+        """(where, example key, images) of a request; no image is an error naming the document."""
+        doc_to_visual, doc_id, task, split = request.args[2:6]
+        where = f"task {task!r} doc_id {doc_id}"
+        key = f"{task}/{split}/{doc_id}"
+        visuals = doc_to_visual(self.task_dict[task][split][doc_id]) if callable(doc_to_visual) else None
+        visuals = [v for v in (visuals or []) if v is not None]
+        if not visuals:
+            raise NarrowgateInputError(
+                f"{where}: the sample has no image; every narrowgate condition needs one "
+                f"(condition {self.condition.name!r}, model {self.model_name}). Fix the task's doc_to_visual or drop the document."
+            )
+        return where, key, visuals
+
+    def _encode(
+        self, prompts: list[str], visuals: list[list], wheres: list[str], keys: list[str]
+    ) -> tuple[dict[str, Any], tuple[Layout, ...]]:
+        """Processor output on the model's device and the layout of every row (checked against the images).
+
+        ``keys`` name the examples: per-example random choices (random_image_ablated, gate_randomized) are
+        seeded by them, so they differ between documents even when the token ids are equal (image
+        placeholders are the same for every image) and do not depend on batch composition.
+        """
+        images = [image for row in visuals for image in row]
+        inputs = self.processor(text=prompts, images=images, padding=True, return_tensors="pt", **self.processor_kwargs)
+        inputs = self.prepare_inputs({name: value.to(self.device) for name, value in inputs.items()})
+        layouts = []
+        for row, where in enumerate(wheres):
+            try:
+                (layout,) = find_layouts(inputs["input_ids"][row : row + 1], inputs["attention_mask"][row : row + 1], self.family_ids)
+            except ValueError as error:
+                raise NarrowgateInputError(f"{where}: malformed image span in the processed prompt: {error}") from error
+            if len(layout.spans) != len(visuals[row]):
+                raise NarrowgateInputError(
+                    f"{where}: {len(visuals[row])} image(s) given but {len(layout.spans)} image span(s) in the processed "
+                    f"prompt {prompts[row]!r}; the condition would not act on every image"
+                )
+            layouts.append(dataclasses.replace(layout, row=row, key=keys[row]))
+        return inputs, tuple(layouts)
+
+    def _audit(self, prompt: str, layout: Layout) -> dict[str, Any]:
+        condition = self.condition
+        reads = condition.definition.options
+        return {
+            AUDIT_KEY: {
+                "model": self.model_name,
+                "pretrained": self.pretrained,
+                "prompt": prompt,
+                "condition": condition.to_dict(),
+                "description": condition.definition.doc,
+                "layers": list(condition.layer_indices(self.num_layers)) if "layers" in reads else None,
+                "knockout": KNOCKOUT_SEMANTICS[condition.knockout] if "knockout" in reads else None,
+                "layout": layout.to_dict(),
+                # the attention edges cut: queries at positions >= first_query do not read these keys
+                "cut": [{"first_query": cut.first_query, "keys": _as_ranges(cut.keys)} for cut in condition.knockouts(layout)],
+            }
+        }
+
+    @staticmethod
+    def _attach(request: Instance, audit: dict[str, Any]) -> None:
+        # The audit travels as the last argument; replace it if this request is seen again (repeats).
+        args = request.arguments
+        if isinstance(args[-1], dict) and AUDIT_KEY in args[-1]:
+            args = args[:-1]
+        request.arguments = (*args, audit)
+
+    def _generate_options(self, gen_kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        ignored = sorted(set(gen_kwargs) - {"until", *GENERATE_OPTIONS} - self._warned)
+        if ignored and self.rank == 0:
+            self._warned.update(ignored)
+            logger.warning(f"{self.model_name}: ignoring generation_kwargs {', '.join(ignored)} (used: until, {', '.join(GENERATE_OPTIONS)})")
+        until = gen_kwargs.get("until") or []
+        until = [until] if isinstance(until, str) else list(until)
+        options = {name: gen_kwargs[name] for name in GENERATE_OPTIONS if gen_kwargs.get(name) is not None}
+        options.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+        # Greedy unless the task asks for sampling (do_sample, or a positive temperature).
+        sample = bool(options.get("do_sample")) or float(options.get("temperature", 0) or 0) > 0
+        options["do_sample"] = sample
+        if not sample:
+            for name in ("temperature", "top_p", "top_k"):
+                options.pop(name, None)
+        options["num_beams"] = int(options.get("num_beams", 1))
+        options["suppress_tokens"] = list(self.family_ids.image)  # a generated placeholder breaks the image-token count
+        options["pad_token_id"] = self.tokenizer.pad_token_id
+        return options, until
+
+    # --- lmms-eval API ------------------------------------------------------------------------
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Batched (left padding), greedy unless asked, cut at the first ``until`` string; request order kept."""
+        collator = Collator(requests, sort_fn=lambda r: (-len(r.args[0]), r.args[3]), group_fn=lambda r: r.args[1], grouping=True)
+        outputs: list[str] = []
+        progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.model_name} generate")
+        for batch in collator.get_batched(n=self.batch_size):
+            contexts = [request.args[0] for request in batch]
+            gen_kwargs = batch[0].args[1]
+            wheres, keys, visuals = zip(*(self._visuals(request) for request in batch))
+            prompts = [self.format_prompt(text, len(images)) for text, images in zip(contexts, visuals)]
+            inputs, layouts = self._encode(prompts, list(visuals), list(wheres), list(keys))
+            options, until = self._generate_options(gen_kwargs)
+            with torch.inference_mode(), intervene(self.model, self.condition, layouts):
+                generated = self.model.generate(**inputs, **options)
+            new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+            for request, prompt, layout, text in zip(batch, prompts, layouts, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+                for stop in until:
+                    text = text.split(stop)[0]
+                self._attach(request, self._audit(prompt, layout))
+                outputs.append(text)
+            progress.update(len(batch))
+        progress.close()
+        return collator.get_original(outputs)
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        """log P(continuation | image + prompt) under the condition, one request at a time."""
+        results = []
+        for request in tqdm(requests, disable=self.rank != 0, desc=f"{self.model_name} loglikelihood"):
+            context, continuation = request.args[:2]
+            if len(request.args) < 6:
+                raise NarrowgateInputError(
+                    "a loglikelihood request without a document (e.g. acc_mutual_info's unconditional requests) has no image; "
+                    "narrowgate conditions need one"
+                )
+            where, key, images = self._visuals(request)
+            if callable(continuation):
+                _, doc_id, task, split = request.args[2:6]
+                continuation = continuation(self.task_dict[task][split][doc_id])
+            prompt = self.format_prompt(context, len(images))
+            context_inputs, _ = self._encode([prompt], [images], [where], [key])
+            inputs, layouts = self._encode([prompt + continuation], [images], [where], [key])
+            context_ids, full_ids = context_inputs["input_ids"][0], inputs["input_ids"][0]
+            # Score from the first token that the continuation changed (a tokenizer may merge across the boundary).
+            n_context = min(len(context_ids), len(full_ids))
+            differs = (context_ids[:n_context] != full_ids[:n_context]).nonzero()
+            start = int(differs[0]) if len(differs) else n_context
+            if start >= len(full_ids):
+                raise NarrowgateInputError(f"{where}: the continuation {continuation!r} adds no token to the prompt")
+            with torch.inference_mode(), intervene(self.model, self.condition, layouts):
+                logits = self.model(**inputs).logits[0]
+            logprobs = torch.log_softmax(logits[start - 1 : -1].float(), dim=-1)
+            targets = full_ids[start:]
+            total = logprobs.gather(-1, targets[:, None]).sum().item()
+            greedy = bool((logprobs.argmax(-1) == targets).all())
+            self._attach(request, self._audit(prompt + continuation, layouts[0]))
+            results.append((total, greedy))
+        return results
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
+        raise NotImplementedError(
+            f"{self.model_name}: multi-round generation is not supported by narrowgate models (a condition is defined "
+            "for one image prompt and its answer); use single-round generate_until or loglikelihood tasks"
+        )
+
+
+def _as_ranges(positions: tuple[int, ...]) -> list[list[int]]:
+    """Sorted positions as [start, stop) runs, so a 1024-token image logs as one pair."""
+    runs: list[list[int]] = []
+    for p in sorted(positions):
+        if runs and runs[-1][1] == p:
+            runs[-1][1] = p + 1
+        else:
+            runs.append([p, p + 1])
+    return runs
+

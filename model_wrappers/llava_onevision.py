@@ -1,0 +1,15 @@
+"""LLaVA-OneVision (``llava-hf/llava-onevision-qwen2-7b-ov-hf``): ChatML with the image in its own turn.
+
+The model has no end-of-image token. The authors wrapped the image in ``<|im_start|>`` ... ``<|im_end|>``
+so that ``<|im_end|>``, the first token after the image run, is the gate (PROTOCOL.md §2); the question
+follows in the next user turn.
+"""
+
+from __future__ import annotations
+
+from model_wrappers.base import NarrowgateModel
+
+
+class LlavaOnevisionModel(NarrowgateModel):
+    family = "llava_onevision"
+    prompt_template = "<|im_start|>user {images}<|im_end|>\n<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"

@@ -1,0 +1,86 @@
+"""Model names for lmms-eval: ``<family>`` and ``<family>_<condition>`` for every condition.
+
+lmms-eval loads ``manifests`` through the ``lmms_eval.models`` entry point while it imports its model
+registry; an exception there silently drops every later entry point, so this module imports nothing
+heavy at import time (no torch, no interventions). The names it needs are therefore listed here;
+``tests/test_wrappers.py`` checks them against ``interventions.FAMILIES`` and ``interventions.CONDITIONS``.
+
+Each name resolves to a class attribute of this module (``model_wrappers.registry.chameleon_gate_ablated``),
+built on first access: a subclass of the family's wrapper with the condition fixed, so that a
+``condition=`` model argument contradicting the name can be refused.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from typing import Any
+
+# family -> "module:Class" of its wrapper (one small file per family).
+FAMILY_WRAPPERS: dict[str, str] = {
+    "chameleon": "model_wrappers.chameleon:ChameleonModel",
+    "emu3": "model_wrappers.emu3:Emu3Model",
+    "llava": "model_wrappers.llava:LlavaModel",
+    "llava_onevision": "model_wrappers.llava_onevision:LlavaOnevisionModel",
+    "pixtral": "model_wrappers.pixtral:PixtralModel",
+    "janus": "model_wrappers.janus:JanusModel",
+    "qwen2_vl": "model_wrappers.qwen2_vl:Qwen2VLModel",
+}
+
+# The names of interventions.CONDITIONS, in its order.
+CONDITION_NAMES: tuple[str, ...] = (
+    "baseline",
+    "gate_ablated",
+    "gate_only",
+    "image_ablated",
+    "last_image_ablated",
+    "random_image_ablated",
+    "gate_randomized",
+)
+
+
+def model_names() -> dict[str, tuple[str, str | None]]:
+    """Every registered name -> (family, fixed condition); ``None`` means ``condition=`` chooses (default baseline)."""
+    names: dict[str, tuple[str, str | None]] = {}
+    for family in FAMILY_WRAPPERS:
+        names[family] = (family, None)
+        for condition in CONDITION_NAMES:
+            names[f"{family}_{condition}"] = (family, condition)
+    return names
+
+
+def unknown_model_message(name: str) -> str:
+    """The error for a name that is not registered, listing the valid ones."""
+    return (
+        f"unknown narrowgate model {name!r}. Valid names are a family ({', '.join(FAMILY_WRAPPERS)}) "
+        f"optionally followed by _<condition> ({', '.join(CONDITION_NAMES)}), e.g. chameleon_gate_ablated; "
+        f"all names: {', '.join(model_names())}"
+    )
+
+
+@cache
+def model_class(name: str) -> type:
+    """The lmms-eval model class registered as ``name`` (``chameleon``, ``emu3_gate_only``, ...)."""
+    try:
+        family, condition = model_names()[name]
+    except KeyError:
+        raise ValueError(unknown_model_message(name)) from None
+    module_name, class_name = FAMILY_WRAPPERS[family].split(":")
+    family_class = getattr(importlib.import_module(module_name), class_name)
+    if condition is None:
+        return family_class
+    return type(name, (family_class,), {"registered_condition": condition, "__module__": __name__})
+
+
+def manifests() -> list:
+    """The ``lmms_eval.models`` entry point: one simple-model manifest per name."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return [ModelManifest(model_id=name, simple_class_path=f"{__name__}.{name}") for name in model_names()]
+
+
+def __getattr__(name: str) -> Any:
+    # lmms-eval resolves "model_wrappers.registry.<name>" with getattr on this module.
+    if name in model_names():
+        return model_class(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,58 @@
+"""The embedded default: the smoke grid (tiny random checkpoints x every condition x the smoke tasks)
+and its leaderboard, fully offline, in a few minutes on a laptop CPU.
+
+The grid is the repository's ``configs/smoke.yaml`` (the one file that defines it; ``--config`` runs
+another). Rerunning resumes: finished cells are kept. The tiny models have random weights, so the
+numbers only show that every piece runs end to end, not anything about the narrow gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+SMOKE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", default="runs/demo", help="output folder (default runs/demo); reruns resume")
+    parser.add_argument(
+        "--config", default=str(SMOKE_CONFIG), help=f"grid config (default the repository's configs/smoke.yaml)"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="documents per task (default: the config's)")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Offline before anything imports huggingface_hub or datasets: the demo never touches the network.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    from narrowgate import leaderboard
+    from narrowgate.grid import ConfigError, load_config, run_grid
+
+    config_path = Path(args.config)
+    if not config_path.is_file():
+        print(
+            f"narrowgate demo: no grid config at {config_path}; the demo runs from a checkout of the repository "
+            f"(configs/smoke.yaml) — pass --config PATH otherwise",
+            file=sys.stderr,
+        )
+        return 2
+    output = Path(args.output)
+    try:
+        report = run_grid(load_config(config_path), output, limit=args.limit)
+    except ConfigError as error:
+        print(f"narrowgate demo: {error}", file=sys.stderr)
+        return 2
+    board = leaderboard.build(output)
+    paths = {fmt: leaderboard.write(board, fmt, output / f"leaderboard.{fmt}") for fmt in ("md", "csv", "html")}
+    plot = leaderboard.write_plot(board, output / "leaderboard.png")
+    print(leaderboard.render(board, "md"))
+    print(f"HTML page: {paths['html'].resolve()}")
+    print(f"Plot:      {plot.resolve()}")
+    print(f"Table:     {paths['md'].resolve()} (CSV: {paths['csv'].resolve()})")
+    if report.failed:
+        print(f"{len(report.failed)} cell(s) failed; see {output / 'grid.json'}", file=sys.stderr)
+        return 1
+    return 0

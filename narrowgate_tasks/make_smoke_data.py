@@ -1,0 +1,118 @@
+"""Write the packaged smoke data: ``python -m narrowgate_tasks.make_smoke_data [--out DIR]``.
+
+32 images of coloured shapes (``shapes.sample_specs(32, seed=0)``: 32 distinct colour/shape/position
+triples), PNG bytes embedded in parquet, in the schemas of the real tasks' sources so the same loading
+and scoring code runs on them:
+
+- ``vqa.parquet``: one question per image in the schema of ``lmms-lab/VQAv2`` (question_id, question,
+  answers = 10 x {answer, answer_confidence, answer_id}, multiple_choice_answer, image_id, ...);
+  question kinds rotate colour, shape, position.
+- ``caption.parquet``: five captions per image in the schema of ``nlphuji/flickr30k`` (image, caption,
+  sentids, split, img_id, filename).
+
+The output is a pure function of the constants below; a test regenerates it and compares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+from collections import Counter
+from pathlib import Path
+
+from datasets import Dataset, Features, Image, List, Value
+
+from narrowgate_tasks import shapes
+
+SEED = 0
+N_IMAGES = 32
+IMAGE_SIZE = 64
+OUT_DIR = Path(__file__).parent / "data" / "smoke"
+
+VQA_FEATURES = Features(
+    {
+        "question_type": Value("string"),
+        "multiple_choice_answer": Value("string"),
+        "answers": List({"answer": Value("string"), "answer_confidence": Value("string"), "answer_id": Value("int64")}),
+        "image_id": Value("int64"),
+        "answer_type": Value("string"),
+        "question_id": Value("int64"),
+        "question": Value("string"),
+        "image": Image(),
+    }
+)
+CAPTION_FEATURES = Features(
+    {
+        "image": Image(),
+        "caption": List(Value("string")),
+        "sentids": List(Value("string")),
+        "split": Value("string"),
+        "img_id": Value("string"),
+        "filename": Value("string"),
+    }
+)
+
+
+def _png(spec: shapes.ShapeSpec) -> dict:
+    buffer = io.BytesIO()
+    shapes.draw(spec, IMAGE_SIZE).save(buffer, format="PNG")
+    return {"bytes": buffer.getvalue(), "path": None}
+
+
+def smoke_datasets() -> tuple[Dataset, Dataset]:
+    """(vqa, caption) smoke datasets, built from ``SEED``, ``N_IMAGES`` and ``IMAGE_SIZE`` only."""
+    specs = shapes.sample_specs(N_IMAGES, seed=SEED)
+    rng = random.Random(SEED)
+    vqa: dict[str, list] = {name: [] for name in VQA_FEATURES}
+    caption: dict[str, list] = {name: [] for name in CAPTION_FEATURES}
+    for i, spec in enumerate(specs):
+        image = _png(spec)
+        kind = shapes.QUESTION_KINDS[i % len(shapes.QUESTION_KINDS)]
+        answers = shapes.annotator_answers(spec, kind, rng)
+        vqa["question_type"].append(kind)
+        vqa["multiple_choice_answer"].append(Counter(answers).most_common(1)[0][0])
+        vqa["answers"].append(
+            [
+                {"answer": answer, "answer_confidence": "yes", "answer_id": answer_id}
+                for answer_id, answer in enumerate(answers, 1)
+            ]
+        )
+        vqa["image_id"].append(i)
+        vqa["answer_type"].append("other")
+        vqa["question_id"].append(i * 1000)
+        vqa["question"].append(shapes.question(kind))
+        vqa["image"].append(image)
+
+        captions = spec.captions()
+        caption["image"].append(image)
+        caption["caption"].append(captions)
+        caption["sentids"].append([str(5 * i + k) for k in range(len(captions))])
+        caption["split"].append("test")
+        caption["img_id"].append(str(i))
+        caption["filename"].append(f"shapes_{i:03d}.png")
+    return Dataset.from_dict(vqa, features=VQA_FEATURES), Dataset.from_dict(caption, features=CAPTION_FEATURES)
+
+
+def write(out_dir: Path = OUT_DIR) -> list[Path]:
+    """Write ``vqa.parquet`` and ``caption.parquet`` into ``out_dir``; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, dataset in zip(("vqa", "caption"), smoke_datasets()):
+        path = out_dir / f"{name}.parquet"
+        tmp = path.with_suffix(".parquet.tmp")
+        dataset.to_parquet(str(tmp))
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"output folder (default: {OUT_DIR})")
+    for path in write(parser.parse_args(argv).out):
+        print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny checkpoints of every family (written once per session) and small test images.
+
+Tests never touch the network: the Hugging Face offline switches are set before anything imports
+transformers or datasets.
+"""
+
+from __future__ import annotations
+
+import os
+
+# before any import that may pull in huggingface_hub (the interventions package imports transformers)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from narrowgate.tiny import TINY_FAMILIES  # noqa: E402
+
+FAMILY_NAMES: list[str] = list(TINY_FAMILIES)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Callable[..., Path]:
+    """``tiny_dir(family, seed=0)``: the directory of that tiny checkpoint, written on first use."""
+    from narrowgate.tiny import save
+
+    cache: dict[tuple[str, int], Path] = {}
+
+    def get(family: str, seed: int = 0) -> Path:
+        key = (family, seed)
+        if key not in cache:
+            cache[key] = save(family, tmp_path_factory.mktemp(f"tiny-{family}-{seed}"), seed=seed)
+        return cache[key]
+
+    return get
+
+
+def make_images() -> list:
+    """Four small RGB images that differ in colours, shape and size (square, wide, tall), drawn the same
+    way every time; the wide and tall ones give anyres / aspect-preserving processors different runs."""
+    from PIL import Image, ImageDraw
+
+    specs = [
+        # (width, height), background, foreground, shape
+        ((32, 32), (255, 255, 255), (220, 30, 30), "ellipse"),
+        ((48, 32), (20, 20, 20), (40, 90, 230), "rectangle"),
+        ((32, 48), (128, 128, 128), (30, 200, 60), "triangle"),
+        ((40, 40), (250, 240, 200), (240, 200, 20), "ellipse"),
+    ]
+    images = []
+    for (width, height), background, foreground, shape in specs:
+        image = Image.new("RGB", (width, height), background)
+        draw = ImageDraw.Draw(image)
+        box = (width // 4, height // 4, 3 * width // 4, 3 * height // 4)
+        if shape == "triangle":
+            draw.polygon([(box[0], box[3]), (box[2], box[3]), (width // 2, box[1])], fill=foreground)
+        else:
+            getattr(draw, shape)(box, fill=foreground)
+        images.append(image)
+    return images
+
+
+@pytest.fixture(scope="session")
+def images() -> list:
+    """See ``make_images``; copy an image before changing it, the list is shared by the session."""
+    return make_images()

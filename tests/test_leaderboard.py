@@ -1,0 +1,234 @@
+"""The leaderboard on fabricated grid folders in lmms-eval's output format, with known answers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from narrowgate import leaderboard
+from narrowgate.cli import main
+from narrowgate.grid import Cell, ConditionSpec, ModelSpec, cell_dir, write_json_atomic
+
+VQA, CAP = "narrowgate_smoke_vqa", "narrowgate_smoke_caption"
+N_DOCS = 40
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_cell(root: Path, model: str, condition: ConditionSpec, task: str, order, per_sample: dict, aggregate: dict):
+    """One finished cell as `narrowgate grid` leaves it: lmms-eval results json + samples jsonl + cell.json.
+
+    per_sample: metric -> list of per-document values as they appear in the samples log (numbers, or
+    dicts); aggregate: metric -> the aggregated value lmms-eval would report.
+    """
+    cell = Cell(ModelSpec(model, "chameleon", None, 0), condition, task, order)
+    folder = cell_dir(root, cell)
+    sub = folder / "tiny"
+    sub.mkdir(parents=True)
+    results = {
+        "results": {task: {"alias": task, **{f"{m},none": v for m, v in aggregate.items()}, **{f"{m}_stderr,none": "N/A" for m in aggregate}}},
+        "configs": {task: {"task": task, "metric_list": [{"metric": m} for m in aggregate]}},
+    }
+    (sub / "20250101_000000_results.json").write_text(json.dumps(results))
+    n = len(next(iter(per_sample.values())))
+    with open(sub / f"20250101_000000_samples_{task}.jsonl", "w") as f:
+        for doc_id in range(n):
+            record = {"doc_id": doc_id, "target": "x", "filtered_resps": ["y"], "filter": "none"}
+            record.update({m: values[doc_id] for m, values in per_sample.items()})
+            f.write(json.dumps(record) + "\n")
+    write_json_atomic(
+        folder / "cell.json",
+        {
+            "spec": cell.record(None),
+            "order": list(order),
+            "results": f"tiny/20250101_000000_results.json",
+            "samples": f"tiny/20250101_000000_samples_{task}.jsonl",
+        },
+    )
+    return folder
+
+
+BASE = ConditionSpec("baseline", "baseline", {})
+GATE = ConditionSpec("gate_ablated", "gate_ablated", {})
+
+
+def random_repeat(seed):
+    return ConditionSpec("random_image_ablated", "random_image_ablated", {"seed": seed}, repeated=True)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """Two models; model A has baseline, gate_ablated (constant shift -0.25 on VQA) and three random
+    repeats (VQA means 0.3, 0.4, 0.5 around the per-document baseline); model B has no baseline."""
+    root = tmp_path_factory.mktemp("grid")
+    rng = np.random.default_rng(0)
+    vqa_base = np.round(rng.random(N_DOCS) * 0.5 + 0.25, 6)  # in [0.25, 0.75]
+    cider_base = rng.random(N_DOCS) * 2
+
+    def vqa(values):
+        return {"exact_match": list(values)}, {"exact_match": float(np.mean(values))}
+
+    def cap(cider, bleu):
+        # CIDEr per image as a dict with a score field; BLEU only as data for a corpus aggregation
+        per = {"cider": [{"score": float(c), "pred": "y"} for c in cider], "bleu4": [{"pred": "y", "refs": ["x"]}] * len(cider)}
+        return per, {"cider": float(np.mean(cider)), "bleu4": bleu}
+
+    write_cell(root, "A", BASE, VQA, (0, 0, 0), *vqa(vqa_base))
+    write_cell(root, "A", BASE, CAP, (0, 0, 1), *cap(cider_base, 0.30))
+    write_cell(root, "A", GATE, VQA, (0, 1, 0), *vqa(vqa_base - 0.25))
+    write_cell(root, "A", GATE, CAP, (0, 1, 1), *cap(cider_base * 0.5, 0.10))
+    for seed, shift in zip((0, 1, 2), (-0.2, -0.1, 0.0)):
+        repeat = random_repeat(seed)
+        write_cell(root, "A", repeat, VQA, (0, 2, 0), *vqa(vqa_base + shift))
+        write_cell(root, "A", repeat, CAP, (0, 2, 1), *cap(cider_base, 0.30))
+    write_cell(root, "B", GATE, VQA, (1, 1, 0), *vqa(vqa_base))
+    # a half-written cell of an interrupted grid must be ignored
+    partial = root / "B" / "baseline" / f"{VQA}.partial"
+    partial.mkdir(parents=True)
+    (partial / "cell.json").write_text("{}")
+    return root, vqa_base, cider_base
+
+
+def test_rows_and_columns(grid):
+    root, _, _ = grid
+    board = leaderboard.build(root, n_resamples=2000)
+    assert [(r.model, r.condition, r.seeds) for r in board.rows] == [
+        ("A", "baseline", 1),
+        ("A", "gate_ablated", 1),
+        ("A", "random_image_ablated", 3),
+        ("B", "gate_ablated", 1),
+    ]
+    assert [c.label for c in board.columns] == [f"{VQA} exact_match", f"{CAP} cider", f"{CAP} bleu4"]
+    assert board.primary == {VQA: "exact_match", CAP: "cider"}
+    b_row = board.rows[3]
+    assert set(b_row.entries) == {leaderboard.Column(VQA, "exact_match")}
+    assert b_row.entries[leaderboard.Column(VQA, "exact_match")].delta is None
+    assert any("B has no 'baseline'" in note for note in board.notes)
+
+
+def test_deltas_std_and_intervals(grid):
+    root, vqa_base, cider_base = grid
+    board = leaderboard.build(root, n_resamples=2000)
+    rows = {(r.model, r.condition): r for r in board.rows}
+    em, cider, bleu = board.columns
+    base = rows["A", "baseline"].entries[em]
+    assert base.value == pytest.approx(vqa_base.mean()) and base.delta is None and base.std is None
+
+    gate = rows["A", "gate_ablated"].entries
+    assert gate[em].delta.delta == pytest.approx(-0.25)
+    assert (gate[em].delta.ci_low, gate[em].delta.ci_high) == pytest.approx((-0.25, -0.25))
+    assert gate[em].delta.p_value < 0.001
+    assert gate[cider].delta.delta == pytest.approx(-0.5 * cider_base.mean())  # from the dict "score" field
+    assert gate[cider].delta.ci_low < gate[cider].delta.delta < gate[cider].delta.ci_high < 0
+    assert gate[bleu].delta is None and gate[bleu].plain_delta == pytest.approx(-0.20)  # no per-sample score
+
+    rand = rows["A", "random_image_ablated"].entries
+    assert rand[em].value == pytest.approx(vqa_base.mean() - 0.1)
+    assert rand[em].std == pytest.approx(0.1)  # sample std of (-0.2, -0.1, 0.0) shifts
+    assert rand[em].seeds == 3
+    assert rand[em].delta.delta == pytest.approx(-0.1)  # per-document mean over seeds vs baseline
+    assert rand[cider].std == pytest.approx(0.0) and rand[cider].delta.delta == pytest.approx(0.0)
+    assert (rand[cider].delta.ci_low, rand[cider].delta.ci_high) == pytest.approx((0.0, 0.0))
+
+
+def test_markdown_csv_latex(grid):
+    root, vqa_base, _ = grid
+    board = leaderboard.build(root, n_resamples=2000)
+    md = leaderboard.render(board, "md")
+    lines = md.splitlines()
+    assert lines[0] == f"| model | condition | {VQA} exact_match | {CAP} cider | {CAP} bleu4 |"
+    assert lines[3].startswith("| A | gate_ablated | ")
+    assert "Δ -0.250 [-0.250, -0.250] p<0.001" in lines[3]
+    assert lines[4].startswith("| A | random_image_ablated (×3) | ") and " ± 0.100 " in lines[4]
+    assert lines[5] == f"| B | gate_ablated | {vqa_base.mean():.3f} | – | – |"
+
+    rows = list(csv.DictReader(io.StringIO(leaderboard.render(board, "csv"))))
+    assert [(r["model"], r["condition"], r["seeds"]) for r in rows] == [
+        ("A", "baseline", "1"), ("A", "gate_ablated", "1"), ("A", "random_image_ablated", "3"), ("B", "gate_ablated", "1")
+    ]
+    assert float(rows[1][f"{VQA}:exact_match:delta"]) == pytest.approx(-0.25)
+    assert float(rows[1][f"{VQA}:exact_match:p"]) < 0.001
+    assert int(rows[1][f"{VQA}:exact_match:n"]) == N_DOCS
+    assert rows[1][f"{CAP}:bleu4:ci_low"] == "" and float(rows[1][f"{CAP}:bleu4:delta"]) == pytest.approx(-0.2)
+    assert float(rows[2][f"{VQA}:exact_match:std"]) == pytest.approx(0.1)
+
+    latex = leaderboard.render(board, "latex")
+    assert r"\begin{tabular}{llrrr}" in latex and r"narrowgate\_smoke\_vqa exact\_match" in latex
+    assert latex.count(r"\\") == 1 + len(board.rows)
+
+
+def test_html_is_one_self_contained_page(grid):
+    root, _, _ = grid
+    page = leaderboard.render(leaderboard.build(root, n_resamples=500), "html")
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert not re.search(r"""(src|href)=["'](?!data:)""", page)  # no external resources
+    (image,) = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    import base64
+
+    assert base64.b64decode(image).startswith(PNG_MAGIC)
+    assert page.count("<tr>") == 1 + 4
+    assert 'class="delta down"' in page  # the significant drop is highlighted
+
+
+def test_plot_has_one_panel_per_task(grid, tmp_path):
+    root, _, _ = grid
+    board = leaderboard.build(root, n_resamples=200)
+    path = leaderboard.write_plot(board, tmp_path / "plot.png")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    assert height > width * 0.8  # two stacked panels
+
+
+def test_metric_selection(grid):
+    root, _, _ = grid
+    board = leaderboard.build(root, metrics=[f"{CAP}:cider", "exact_match"], n_resamples=200)
+    assert [c.label for c in board.columns] == [f"{VQA} exact_match", f"{CAP} cider"]
+    with pytest.raises(ValueError, match="selects nothing; available: .*narrowgate_smoke_caption:bleu4"):
+        leaderboard.build(root, metrics=["nope"])
+
+
+def test_cli_writes_table_and_plot(grid, tmp_path, capsys):
+    root, _, _ = grid
+    assert main(["leaderboard", str(root), "--format", "csv", "--plot", str(tmp_path / "p.png"), "--resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("model,condition,seeds,")
+    assert (tmp_path / "p.png").read_bytes().startswith(PNG_MAGIC)
+    assert main(["leaderboard", str(tmp_path / "empty")]) == 2
+    assert "no finished grid cells" in capsys.readouterr().err
+
+
+def test_different_documents_are_an_error(tmp_path):
+    write_cell(tmp_path, "A", BASE, VQA, (0, 0, 0), {"exact_match": [1.0] * 5}, {"exact_match": 1.0})
+    write_cell(tmp_path, "A", GATE, VQA, (0, 1, 0), {"exact_match": [0.0] * 4}, {"exact_match": 0.0})
+    with pytest.raises(ValueError, match=r"A: gate_ablated and its baseline were scored on different documents.*\[4\]"):
+        leaderboard.build(tmp_path)
+
+
+def test_partly_missing_per_sample_scores_are_an_error(tmp_path):
+    write_cell(tmp_path, "A", BASE, VQA, (0, 0, 0), {"exact_match": [1.0, None, 0.5]}, {"exact_match": 0.5})
+    with pytest.raises(ValueError, match="not for doc_id 1; expected a number or a mapping with a numeric 'score'"):
+        leaderboard.build(tmp_path)
+
+
+def test_aggregate_that_is_not_the_per_sample_mean_is_noted(tmp_path):
+    write_cell(tmp_path, "A", BASE, VQA, (0, 0, 0), {"exact_match": [1.0, 0.0]}, {"exact_match": 0.9})
+    write_cell(tmp_path, "A", GATE, VQA, (0, 1, 0), {"exact_match": [0.0, 0.0]}, {"exact_match": 0.0})
+    board = leaderboard.build(tmp_path, n_resamples=100)
+    assert any("not the mean of the per-sample scores" in note for note in board.notes)
+
+
+def test_failed_cells_of_the_grid_are_listed(tmp_path):
+    write_cell(tmp_path, "A", BASE, VQA, (0, 0, 0), {"exact_match": [1.0]}, {"exact_match": 1.0})
+    (tmp_path / "grid.json").write_text(
+        json.dumps({"cells": [{"cell": "A/baseline/x", "status": "done"}, {"cell": "A/gate_ablated/x", "status": "failed"}]})
+    )
+    board = leaderboard.build(tmp_path, n_resamples=100)
+    assert any("1 cell(s) failed and are missing: A/gate_ablated/x" in note for note in board.notes)

@@ -1,0 +1,88 @@
+"""Tiny checkpoints loaded once per test session, with the prompts, inputs and greedy generation that
+the intervention tests share (a helper module, not a test file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from interventions import FamilyIds, family_spec, find_layouts
+
+# Row 0 opens with the image, row 1 has text before it and is shorter, so a batch is left-padded and
+# its rows' gates sit at different positions.
+PROMPTS = ("{image}what color is the shape ?", "describe {image} in one word")
+
+_LOADED: dict[tuple[str, torch.dtype], "Tiny"] = {}
+
+
+@dataclass
+class Tiny:
+    family: str
+    model: Any
+    processor: Any
+    ids: FamilyIds
+
+    def inputs(self, images: list, prompts: tuple[str, ...] = PROMPTS) -> dict:
+        """One image per prompt, left-padded; pixel values in the model's dtype (Chameleon needs it)."""
+        placeholder = family_spec(self.family).placeholder
+        texts = [prompt.format(image=placeholder) for prompt in prompts]
+        inputs = dict(self.processor(text=texts, images=images, padding=True, return_tensors="pt"))
+        if torch.is_floating_point(inputs["pixel_values"]):
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        return inputs
+
+    def layouts(self, inputs: dict):
+        return find_layouts(inputs["input_ids"], inputs["attention_mask"], self.ids)
+
+    @torch.no_grad()
+    def logits(self, inputs: dict, **kwargs) -> torch.Tensor:
+        return self.model(**inputs, **kwargs).logits
+
+    @torch.no_grad()
+    def generate(self, inputs: dict, new_tokens: int = 4, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy generation of exactly ``new_tokens`` tokens: (tokens (B, n), raw logits (B, n, V)).
+        Image, start and gate tokens are suppressed: a random model may emit them, and a later full
+        forward over prompt + continuation would then see a malformed image."""
+        out = self.model.generate(
+            **inputs,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            suppress_tokens=list(self.ids.image + self.ids.start + self.ids.gate),
+            pad_token_id=self.processor.tokenizer.pad_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+            **kwargs,
+        )
+        return out.sequences[:, -new_tokens:], torch.stack(out.logits, dim=1)
+
+    @staticmethod
+    def extend(inputs: dict, tokens: torch.Tensor) -> dict:
+        """The inputs of a full forward over the prompt plus ``tokens`` (B, t) of continuation."""
+        extended = dict(inputs)
+        extended["input_ids"] = torch.cat([inputs["input_ids"], tokens], dim=1)
+        extended["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(tokens)], dim=1)
+        if "mm_token_type_ids" in inputs:  # Qwen2-VL: continuation tokens are text
+            extended["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(tokens)], dim=1)
+        return extended
+
+
+def load(tiny_dir, family: str, dtype: torch.dtype = torch.float32) -> Tiny:
+    """The tiny checkpoint of ``family`` (written by the ``tiny_dir`` fixture), loaded once per session."""
+    key = (family, dtype)
+    if key not in _LOADED:
+        import transformers
+
+        path = tiny_dir(family)
+        model_class = getattr(transformers, family_spec(family).model_class)
+        model = model_class.from_pretrained(path, dtype=dtype).eval()
+        processor = transformers.AutoProcessor.from_pretrained(path)
+        _LOADED[key] = Tiny(family, model, processor, family_spec(family).token_ids(processor.tokenizer))
+    return _LOADED[key]
+
+
+def same_size_pair(images: list) -> list:
+    """Two images of the same size and different content, so that their layouts are identical."""
+    return [images[0], images[3].resize(images[0].size)]
