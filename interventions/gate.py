@@ -39,6 +39,7 @@ class _GatePart:
             raise ValueError(f"{self.what}: the model runs a batch of {forward.batch} rows but got {self.batch} layouts")
         columns = self.positions - forward.q_offset
         inside = (columns >= 0) & (columns < forward.q_length)
+        self.located = None
         if bool(inside.all()) and len(columns):
             self.located = (self.rows.to(forward.device), columns.to(forward.device))
         elif bool(inside.any()):

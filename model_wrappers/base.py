@@ -6,10 +6,9 @@ formats each request's text into the family's prompt, finds where the images and
 condition holds for the prompt and for every generated token. What differs between families (prompt
 format, processor options, dtype quirks) lives in one small subclass per family.
 
-Every request gets an audit record appended to its ``arguments`` (lmms-eval writes every JSON-able
-argument into the samples log, and has no other per-sample field a model can fill): the exact prompt
-given to the processor, the condition with its layers and knockout semantics, the image/gate positions
-and the attention edges that were cut. In ``*_samples_<task>.jsonl`` it is ``arguments[-1]["narrowgate"]``.
+Every request gets an audit record (``model_wrappers.audit``): the exact prompt given to the processor,
+the condition with its layers and knockout semantics, the image/gate positions and the attention edges
+that were cut. It is the ``"narrowgate"`` field of each sample in ``<date>_samples_<task>.jsonl``.
 """
 
 from __future__ import annotations
@@ -27,8 +26,7 @@ from loguru import logger
 from tqdm import tqdm
 
 from interventions import Condition, Layout, family_spec, find_layouts, intervene, make_condition
-
-AUDIT_KEY = "narrowgate"
+from model_wrappers.audit import KNOCKOUT_SEMANTICS, as_ranges, attach, keep_audits_in_sample_files
 
 DTYPES: dict[str, torch.dtype | str] = {
     "bfloat16": torch.bfloat16,
@@ -40,11 +38,6 @@ DTYPES: dict[str, torch.dtype | str] = {
     "fp32": torch.float32,
     "float": torch.float32,
     "auto": "auto",
-}
-
-KNOCKOUT_SEMANTICS = {
-    "zero": "zero: post-softmax attention probabilities of the cut edges set to 0; rows not renormalised (as published)",
-    "mask": "mask: cut edges masked with -inf before the softmax; rows renormalise",
 }
 
 # Generation options a task may set, passed to transformers' generate(); "until" is handled here.
@@ -144,6 +137,7 @@ class NarrowgateModel(lmms):
         self.num_layers = self._model.config.get_text_config().num_hidden_layers
         self.condition.layer_indices(self.num_layers)  # layer spec out of range: fail before evaluating
         self._warned: set[str] = set()
+        keep_audits_in_sample_files()
 
     # --- names, devices, conditions -----------------------------------------------------------
 
@@ -234,27 +228,17 @@ class NarrowgateModel(lmms):
         condition = self.condition
         reads = condition.definition.options
         return {
-            AUDIT_KEY: {
-                "model": self.model_name,
-                "pretrained": self.pretrained,
-                "prompt": prompt,
-                "condition": condition.to_dict(),
-                "description": condition.definition.doc,
-                "layers": list(condition.layer_indices(self.num_layers)) if "layers" in reads else None,
-                "knockout": KNOCKOUT_SEMANTICS[condition.knockout] if "knockout" in reads else None,
-                "layout": layout.to_dict(),
-                # the attention edges cut: queries at positions >= first_query do not read these keys
-                "cut": [{"first_query": cut.first_query, "keys": _as_ranges(cut.keys)} for cut in condition.knockouts(layout)],
-            }
+            "model": self.model_name,
+            "pretrained": self.pretrained,
+            "prompt": prompt,
+            "condition": condition.to_dict(),
+            "description": condition.definition.doc,
+            "layers": list(condition.layer_indices(self.num_layers)) if "layers" in reads else None,
+            "knockout": KNOCKOUT_SEMANTICS[condition.knockout] if "knockout" in reads else None,
+            "layout": layout.to_dict(),
+            # the attention edges cut: queries at positions >= first_query do not read these keys
+            "cut": [{"first_query": cut.first_query, "keys": as_ranges(cut.keys)} for cut in condition.knockouts(layout)],
         }
-
-    @staticmethod
-    def _attach(request: Instance, audit: dict[str, Any]) -> None:
-        # The audit travels as the last argument; replace it if this request is seen again (repeats).
-        args = request.arguments
-        if isinstance(args[-1], dict) and AUDIT_KEY in args[-1]:
-            args = args[:-1]
-        request.arguments = (*args, audit)
 
     def _generate_options(self, gen_kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         ignored = sorted(set(gen_kwargs) - {"until", *GENERATE_OPTIONS} - self._warned)
@@ -296,7 +280,7 @@ class NarrowgateModel(lmms):
             for request, prompt, layout, text in zip(batch, prompts, layouts, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
                 for stop in until:
                     text = text.split(stop)[0]
-                self._attach(request, self._audit(prompt, layout))
+                attach(request, self._audit(prompt, layout))
                 outputs.append(text)
             progress.update(len(batch))
         progress.close()
@@ -332,7 +316,7 @@ class NarrowgateModel(lmms):
             targets = full_ids[start:]
             total = logprobs.gather(-1, targets[:, None]).sum().item()
             greedy = bool((logprobs.argmax(-1) == targets).all())
-            self._attach(request, self._audit(prompt + continuation, layouts[0]))
+            attach(request, self._audit(prompt + continuation, layouts[0]))
             results.append((total, greedy))
         return results
 
@@ -341,15 +325,4 @@ class NarrowgateModel(lmms):
             f"{self.model_name}: multi-round generation is not supported by narrowgate models (a condition is defined "
             "for one image prompt and its answer); use single-round generate_until or loglikelihood tasks"
         )
-
-
-def _as_ranges(positions: tuple[int, ...]) -> list[list[int]]:
-    """Sorted positions as [start, stop) runs, so a 1024-token image logs as one pair."""
-    runs: list[list[int]] = []
-    for p in sorted(positions):
-        if runs and runs[-1][1] == p:
-            runs[-1][1] = p + 1
-        else:
-            runs.append([p, p + 1])
-    return runs
 

@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     from narrowgate import leaderboard
-    from narrowgate.grid import ConfigError, load_config, run_grid
+    from narrowgate.grid import ConfigError, load_config, run_grid, set_log_level
+
+    set_log_level("WARNING")
 
     config_path = Path(args.config)
     if not config_path.is_file():

@@ -452,7 +452,7 @@ def run_grid(
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be a positive integer, got {limit}")
     cells = select_cells(config.cells(), only)
-    _check_tasks(config, verbosity)
+    task_manager = _task_manager(config, verbosity)
     output.mkdir(parents=True, exist_ok=True)
 
     statuses = {c.id: CellStatus(c.id, "pending") for c in cells}
@@ -495,7 +495,7 @@ def run_grid(
             log(f"cell {position}/{len(pending)}: {cell.id}{_eta(report, started, len(pending))}")
             t0 = time.monotonic()
             try:
-                _run_cell(lm, cell, output, pretrained, limit, verbosity, on_cell_start)
+                _run_cell(lm, cell, output, pretrained, limit, task_manager, verbosity, on_cell_start)
                 statuses[cell.id].status = "done"
                 statuses[cell.id].seconds = round(time.monotonic() - t0, 3)
                 log(f"done {cell.id} in {statuses[cell.id].seconds:.1f} s")
@@ -509,11 +509,10 @@ def run_grid(
     return report
 
 
-def _run_cell(lm, cell: Cell, output: Path, pretrained: str, limit, verbosity: str, on_cell_start) -> None:
+def _run_cell(lm, cell: Cell, output: Path, pretrained: str, limit, task_manager, verbosity: str, on_cell_start) -> None:
     """Evaluate one cell into a partial folder, then move it into place and write its marker last."""
     from lmms_eval import evaluator
     from lmms_eval.loggers import EvaluationTracker
-    from lmms_eval.tasks import TaskManager
     from lmms_eval.utils import get_datetime_str
 
     final = cell_dir(output, cell)
@@ -538,7 +537,7 @@ def _run_cell(lm, cell: Cell, output: Path, pretrained: str, limit, verbosity: s
         model=lm,
         model_args=model_args,
         tasks=[cell.task],
-        task_manager=TaskManager(verbosity, include_path=_tasks_dir(), include_defaults=False),
+        task_manager=task_manager,
         limit=limit,
         log_samples=True,
         evaluation_tracker=tracker,
@@ -574,8 +573,8 @@ def _one(paths: Iterable[Path], folder: Path, what: str) -> Path:
     return found[0]
 
 
-def _check_tasks(config: GridConfig, verbosity: str) -> None:
-    """Fail before loading any model if a task name is not one of narrowgate's tasks."""
+def _task_manager(config: GridConfig, verbosity: str):
+    """lmms-eval's index of narrowgate's tasks only; fails before any model loads if a task is unknown."""
     from lmms_eval.tasks import TaskManager
 
     manager = TaskManager(verbosity, include_path=_tasks_dir(), include_defaults=False)
@@ -585,6 +584,7 @@ def _check_tasks(config: GridConfig, verbosity: str) -> None:
             f"{config.path}: tasks: unknown task(s) {', '.join(unknown)}; narrowgate tasks: "
             f"{', '.join(manager.all_subtasks)}"
         )
+    return manager
 
 
 def _tasks_dir() -> str:
@@ -662,7 +662,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbosity", default="WARNING", help="lmms-eval log level (default WARNING)")
 
 
+def set_log_level(verbosity: str) -> None:
+    """Show lmms-eval's (loguru) messages from ``verbosity`` up only, as its own CLI does."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=verbosity.upper())
+
+
 def run(args: argparse.Namespace) -> int:
+    set_log_level(args.verbosity)
     try:
         config = load_config(args.config)
         report = run_grid(config, args.output, limit=args.limit, only=args.only, verbosity=args.verbosity)

@@ -5,7 +5,8 @@ Differences from lmms-eval 0.7.3's ``lmms-eval`` / ``python -m lmms_eval``:
 - narrowgate's task folder is always on ``--include_path`` (merged with one given on the command line);
 - the filelock workaround is applied (lmms-eval's evaluator imports ``filelock._api``, which filelock 4
   renamed ``filelock._core``);
-- a narrowgate-looking model name that is not registered (``chameleon_gate_ablate``) lists the valid ones;
+- an unknown narrowgate model name (``chameleon_gate_ablate``) or ``condition=`` fails at once, listing
+  the valid ones;
 - the exit status is non-zero when a run failed or a requested task has no results (lmms-eval catches the
   exception, prints it and exits 0).
 
@@ -43,13 +44,21 @@ def include_paths(given: str | list[str] | None) -> list[str]:
     return list(dict.fromkeys([*paths, tasks_dir()]))
 
 
-def check_model_name(name: str) -> None:
-    """A name that starts like a narrowgate family but is not registered: list the valid names."""
-    from model_wrappers.registry import FAMILY_WRAPPERS, model_names, unknown_model_message
+def check_model(name: str, model_args: str | None) -> None:
+    """Fail fast, listing the valid names, on a narrowgate-looking model name that is not registered
+    (``chameleon_gate_ablate``) or an unknown ``condition=`` of a narrowgate model."""
+    from lmms_eval.utils import simple_parse_args_string
 
-    looks_ours = any(name == family or name.startswith(family + "_") for family in FAMILY_WRAPPERS)
-    if looks_ours and name not in model_names():
+    from model_wrappers.registry import CONDITION_NAMES, FAMILY_WRAPPERS, model_names, unknown_model_message
+
+    if not any(name == family or name.startswith(family + "_") for family in FAMILY_WRAPPERS):
+        return  # not ours: lmms-eval resolves it
+    if name not in model_names():
         raise ValueError(unknown_model_message(name))
+    parsed = model_args if isinstance(model_args, dict) else simple_parse_args_string(model_args or "")
+    condition = parsed.get("condition")
+    if condition is not None and condition not in CONDITION_NAMES:
+        raise ValueError(f"unknown condition {condition!r} in --model_args; valid conditions: {', '.join(CONDITION_NAMES)}")
 
 
 def missing_outputs(args: Any, results: dict | None, started: float) -> list[str]:
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         args.include_path = include_paths(args.include_path)
         try:
-            check_model_name(args.model)
+            check_model(args.model, args.model_args)
             results, samples = evaluate_one(args)
         except Exception as error:
             failures.append(f"{args.model} on {args.tasks}: {type(error).__name__}: {error}")

@@ -9,8 +9,10 @@
   split at whitespace: no PTB tokenizer, no lower-casing, punctuation stays attached. The authors ran
   pycocoevalcap's scorer on raw text with the evaluated references as the idf corpus; per image it
   depends on the corpus only through the document frequencies and log(#images), which ``CiderCorpus``
-  holds, so each sample gets its own score. Scale: pycocoevalcap's (10 = perfect agreement with every
-  reference); the published table (e.g. LLaVA .98 on COCO) is on this scale.
+  holds, so each sample gets its own score. Scale: pycocoevalcap's, where a caption equal to every
+  reference scores 10, not divided by 10: PROTOCOL.md §4 says "divided by 10", but the published values
+  (LLaVA .98 COCO, .70 Flickr30k) would then stand for 9.8 and 7.0 here, near-verbatim agreement with
+  all five references; on pycocoevalcap's own scale they are ordinary scores.
 - ``coco_caption_scores``: the standard pipeline lmms-eval's COCO/Flickr tasks run (PTB tokenizer,
   then BLEU-4, METEOR, ROUGE-L, CIDEr from pycocoevalcap; Java). Corpus-level only: the tokenizer is
   one Java process per call, so it runs once per task at aggregation time.
@@ -142,4 +144,9 @@ def _coco_caption_scores(preds: tuple[str, ...], refs: tuple[tuple[str, ...], ..
     meteor, _ = Meteor().compute_score(gts, res)
     rouge, _ = Rouge().compute_score(gts, res)
     cider, _ = Cider().compute_score(gts, res)
-    return (("cider_ptb", float(cider)), ("bleu4_ptb", float(bleu[3])), ("meteor_ptb", float(meteor)), ("rouge_l_ptb", float(rouge)))
+    return (
+        ("cider_ptb", float(cider)),
+        ("bleu4_ptb", float(bleu[3])),
+        ("meteor_ptb", float(meteor)),
+        ("rouge_l_ptb", float(rouge)),
+    )

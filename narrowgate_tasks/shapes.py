@@ -143,9 +143,15 @@ def sample_specs(n: int, seed: int, combos: tuple[Combo, ...] = ALL_COMBOS, jitt
     return specs
 
 
-def annotator_answers(spec: ShapeSpec, kind: str, rng: random.Random, n: int = 10, p_correct: float = 0.8) -> list[str]:
-    """``n`` answers as VQA annotators would give them: the truth with probability ``p_correct``, else
-    another word of the same vocabulary (so scores get partial credit, as in VQAv2)."""
+def annotator_answers(spec: ShapeSpec, kind: str, rng: random.Random, n: int = 10, max_noise: int = 3) -> list[str]:
+    """``n`` answers as VQA annotators would give them: the truth, except for up to ``max_noise`` (drawn by
+    ``rng``) other words of the same vocabulary, so a wrong answer can earn partial credit as in VQAv2
+    while the truth stays the clear majority."""
     truth = spec.answer(kind)
     others = [word for word in vocabulary(kind) if word != truth]
-    return [truth if rng.random() < p_correct else rng.choice(others) for _ in range(n)]
+    if not 0 <= max_noise < n / 2:
+        raise ValueError(f"max_noise must be in [0, {n / 2}) so that the truth stays the majority, got {max_noise}")
+    noise = [rng.choice(others) for _ in range(rng.randint(0, max_noise))]
+    answers = [truth] * (n - len(noise)) + noise
+    rng.shuffle(answers)
+    return answers

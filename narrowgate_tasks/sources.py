@@ -10,7 +10,8 @@ which must hold either
 
 - a ``save_to_disk`` folder of that split (``load_dataset(hub_id, split=split).save_to_disk(...)``; a
   whole ``DatasetDict`` saved to ``ROOT/<hub id>`` gives the same layout), or
-- that split's parquet files, in the hub's row order (read in file-name order, subfolders included).
+- that split's parquet files, named so that their paths sort in the hub's row order (as the hub's
+  shard names do), subfolders included.
 
 A missing copy is an error naming the folder, never a silent download. Nothing installed is edited.
 """
@@ -74,12 +75,16 @@ def load_local(source: Source, root: str | os.PathLike) -> datasets.Dataset:
         f"or its parquet files in row order"
     )
     if not folder.is_dir():
-        raise FileNotFoundError(f"{ENV_VAR}={root} but {folder} does not exist; put there {expected} (or unset {ENV_VAR})")
+        raise FileNotFoundError(
+            f"{ENV_VAR}={root} but {folder} does not exist; put there {expected} (or unset {ENV_VAR})"
+        )
     if (folder / "state.json").is_file():
         return datasets.load_from_disk(str(folder))
-    parquet = sorted(folder.rglob("*.parquet"), key=lambda path: path.relative_to(folder).parts)
+    parquet = sorted(folder.rglob("*.parquet"))
     if not parquet:
-        raise FileNotFoundError(f"{folder} holds neither a save_to_disk dataset (state.json) nor .parquet files; put there {expected}")
+        raise FileNotFoundError(
+            f"{folder} holds neither a save_to_disk dataset (state.json) nor .parquet files; put there {expected}"
+        )
     return datasets.load_dataset("parquet", data_files=[str(path) for path in parquet], split="train")
 
 

@@ -10,9 +10,10 @@ Documents (built by the ``*_docs`` process_docs hooks, which ignore lmms-eval's 
 Scores per sample, as they appear in lmms-eval's ``*_samples_<task>.jsonl`` (one line per document):
 
 - VQA: ``vqa_accuracy`` (a number).
-- captions: ``cider_paper`` (a number: the authors' CIDEr-D of this caption, idf from the task's
-  references). ``cider_ptb``, ``bleu4_ptb``, ``meteor_ptb``, ``rouge_l_ptb`` hold ``{"pred", "refs"}``
-  for the corpus-level standard pipeline and have no per-sample value.
+- captions: ``cider_paper`` (a number: the authors' CIDEr-D of this caption with the idf of all the
+  task's references, so the task's mean is exactly their corpus score; under ``--limit`` the idf still
+  comes from the whole task). ``cider_ptb``, ``bleu4_ptb``, ``meteor_ptb``, ``rouge_l_ptb`` hold
+  ``{"pred", "refs"}`` for the corpus-level standard pipeline and have no per-sample value.
 
 Every task scores ``prompts.first_line`` of the model's continuation.
 """
@@ -88,7 +89,9 @@ def coco_karpathy(first: int | None) -> datasets.Dataset:
     rows = load_source(COCO_KARPATHY_TEST)
     if first is not None:
         if len(rows) < first:
-            raise ValueError(f"the paper's COCO subset is the first {first} Karpathy test images, but this copy has {len(rows)}")
+            raise ValueError(
+                f"the paper's COCO subset is the first {first} Karpathy test images, but this copy has {len(rows)}"
+            )
         rows = rows.select(range(first))
     images = load_source(COCO2014_VAL_IMAGES)
     # lmms-lab/COCO-Caption names each image by its file ("COCO_val2014_000000391895.jpg"), as lmms-eval reads it.

@@ -148,3 +148,198 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     assert main(["grid", str(path), "--output", str(tmp_path / "out")]) == 2
     assert "models[0].family: unknown family 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------------------------- end to end
+
+E2E_LIMIT = 3
+E2E_CONFIG = """
+tasks: [narrowgate_smoke_vqa, narrowgate_smoke_caption]
+limit: 3
+model_args: {batch_size: 4}
+conditions: [baseline, gate_ablated, image_ablated]
+models:
+  - {name: tiny-chameleon, family: chameleon, tiny: {seed: 0}}
+  - {name: tiny-llava, family: llava, tiny: {seed: 0}}
+"""
+
+
+class Spy:
+    """Counts real model loads and generate calls (calling through to the real code)."""
+
+    def __init__(self, monkeypatch):
+        import model_wrappers
+        from model_wrappers.base import NarrowgateModel
+
+        self.loads: list[str] = []
+        self.generated: list[tuple[str, str, str, int]] = []  # family, condition, task, requests
+        real_load, real_generate = model_wrappers.load_model, NarrowgateModel.generate_until
+
+        def load_model(family, pretrained, **model_args):
+            self.loads.append(family)
+            return real_load(family, pretrained, **model_args)
+
+        def generate_until(model, requests):
+            self.generated.append((model.family, model.condition.name, requests[0].args[4], len(requests)))
+            return real_generate(model, requests)
+
+        monkeypatch.setattr(model_wrappers, "load_model", load_model)
+        monkeypatch.setattr(NarrowgateModel, "generate_until", generate_until)
+
+    def reset(self):
+        self.loads.clear()
+        self.generated.clear()
+
+
+@pytest.fixture(scope="module")
+def e2e_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("config") / "e2e.yaml"
+    path.write_text(E2E_CONFIG)
+    return load_config(path)
+
+
+@pytest.fixture(scope="module")
+def reference(e2e_config, tmp_path_factory):
+    """The grid run once without interruption."""
+    from narrowgate.grid import run_grid
+
+    out = tmp_path_factory.mktemp("reference")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        spy = Spy(monkeypatch)
+        report = run_grid(e2e_config, out)
+    assert not report.failed, [(s.cell, s.error) for s in report.failed]
+    assert spy.loads == ["chameleon", "llava"]  # each model loaded once for all its conditions
+    assert [(g[1], g[2]) for g in spy.generated if g[0] == "chameleon"] == [
+        (c, t) for c in ("baseline", "gate_ablated", "image_ablated") for t in e2e_config.tasks
+    ]
+    return out
+
+
+def cell_outputs(output: Path, cell_id: str) -> tuple[dict, dict]:
+    """A finished cell's metrics and its per-document outputs and scores."""
+    folder = output / cell_id
+    record = json.loads((folder / "cell.json").read_text())
+    task = record["spec"]["task"]
+    metrics = json.loads((folder / record["results"]).read_text())["results"][task]
+    samples = {}
+    for line in (folder / record["samples"]).read_text().splitlines():
+        sample = json.loads(line)
+        samples[sample["doc_id"]] = {k: v for k, v in sample.items() if k not in ("token_counts",)}
+    return metrics, samples
+
+
+def test_leaderboard_of_the_smoke_grid(reference, e2e_config):
+    from narrowgate import leaderboard
+
+    board = leaderboard.build(reference, n_resamples=500)
+    assert [(r.model, r.condition) for r in board.rows] == [
+        (m, c) for m in ("tiny-chameleon", "tiny-llava") for c in ("baseline", "gate_ablated", "image_ablated")
+    ]
+    assert [c.label for c in board.columns] == [
+        "narrowgate_smoke_vqa vqa_accuracy",
+        *(f"narrowgate_smoke_caption {m}" for m in ("cider_paper", "cider_ptb", "bleu4_ptb", "meteor_ptb", "rouge_l_ptb")),
+    ]
+    for row in board.rows:
+        assert set(row.entries) == set(board.columns)
+        for column, entry in row.entries.items():
+            if row.condition == "baseline":
+                assert entry.delta is None and entry.plain_delta is None
+            elif column.metric in ("vqa_accuracy", "cider_paper"):  # per-sample scores: bootstrap
+                assert entry.delta.n == E2E_LIMIT and entry.delta.ci_low <= entry.delta.delta <= entry.delta.ci_high
+            else:  # corpus-level pycocoevalcap metrics: a plain difference
+                assert entry.delta is None and entry.plain_delta is not None
+    md = leaderboard.render(board, "md")
+    assert md.splitlines()[0].startswith("| model | condition | narrowgate_smoke_vqa vqa_accuracy |")
+
+
+def test_interrupted_grid_resumes_to_the_uninterrupted_result(reference, e2e_config, tmp_path, monkeypatch):
+    from narrowgate.grid import run_grid
+
+    spy = Spy(monkeypatch)
+    cells = e2e_config.cells()
+    out = tmp_path / "grid"
+    failing, crashing = cells[1].id, cells[3].id
+
+    def inject(cell, partial):
+        if cell.id == failing:
+            raise RuntimeError("injected failure")
+        if cell.id == crashing:  # the process dies half-way through this cell
+            (partial / "half-written.json").write_text("{")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(e2e_config, out, on_cell_start=inject)
+    statuses = {c["cell"]: c for c in json.loads((out / "grid.json").read_text())["cells"]}
+    assert [statuses[c.id]["status"] for c in cells[:5]] == ["done", "failed", "done", "pending", "pending"]
+    assert statuses[failing]["error"] == "RuntimeError: injected failure" and "inject" in statuses[failing]["traceback"]
+    assert (out / f"{crashing}.partial" / "half-written.json").exists()
+    first = next((out / cells[0].id).glob("*/*_results.json")).stat()
+
+    spy.reset()
+    report = run_grid(e2e_config, out)
+    done_before = {cells[0].id, cells[2].id}
+    assert not report.failed
+    assert [s.cell for s in report.statuses if s.status == "skipped"] == [cells[0].id, cells[2].id]
+    assert report.evaluated == [c.id for c in cells if c.id not in done_before]
+    assert spy.loads == ["chameleon", "llava"]
+    recomputed = {(f, c, t) for f, c, t, _ in spy.generated}
+    assert ("chameleon", "baseline", "narrowgate_smoke_vqa") not in recomputed
+    assert ("chameleon", "gate_ablated", "narrowgate_smoke_vqa") not in recomputed
+    assert len(spy.generated) == len(cells) - 2
+    again = next((out / cells[0].id).glob("*/*_results.json")).stat()
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)  # not rewritten
+    assert not list(out.rglob("*.partial")) and not list(out.rglob("half-written.json"))
+
+    for cell in cells:  # identical to the uninterrupted run
+        assert cell_outputs(out, cell.id) == cell_outputs(reference, cell.id), cell.id
+
+    spy.reset()
+    report = run_grid(e2e_config, out)  # nothing left to do: no load, no generation
+    assert spy.loads == [] and spy.generated == []
+    assert {s.status for s in report.statuses} == {"skipped"}
+
+
+def test_rerun_with_another_setup_is_refused(reference, e2e_config):
+    from narrowgate.grid import run_grid
+
+    with pytest.raises(ConfigError, match=r"holds results of a different setup.*\"limit\": 2.*use a fresh --output"):
+        run_grid(e2e_config, reference, limit=2)
+
+
+def test_failed_cells_are_recorded_and_the_exit_code_is_nonzero(tmp_path, capsys):
+    path = tmp_path / "g.yaml"
+    path.write_text(textwrap.dedent("""
+        tasks: [narrowgate_smoke_vqa]
+        limit: 2
+        conditions: [baseline, gate_ablated]
+        models:
+          - {name: missing, family: chameleon, pretrained: ./no-such-checkpoint}
+          - {name: tiny, family: chameleon, tiny: true}
+    """))
+    out = tmp_path / "out"
+    assert main(["grid", str(path), "--output", str(out), "--only", "missing/*", "--only", "tiny/baseline/*"]) == 1
+    cells = {c["cell"]: c for c in json.loads((out / "grid.json").read_text())["cells"]}
+    assert list(cells) == ["missing/baseline/narrowgate_smoke_vqa", "missing/gate_ablated/narrowgate_smoke_vqa", "tiny/baseline/narrowgate_smoke_vqa"]
+    assert [c["status"] for c in cells.values()] == ["failed", "failed", "done"]
+    assert "no-such-checkpoint" in cells["missing/baseline/narrowgate_smoke_vqa"]["error"]
+    assert "2 cell(s) failed" in capsys.readouterr().err
+
+
+def test_unknown_task_fails_before_loading_models(tmp_path):
+    from narrowgate.grid import run_grid
+
+    config = parse_config(config_with(tasks=["narrowgate_smoke_vqa", "vqav2"]), tmp_path / "g.yaml")
+    with pytest.raises(ConfigError, match="tasks: unknown task.s. vqav2; narrowgate tasks: .*narrowgate_smoke_caption"):
+        run_grid(config, tmp_path / "out")
+
+
+def test_demo_prints_the_table_and_the_paths(reference, e2e_config, capsys):
+    """The demo on a finished grid (it resumes, so nothing is recomputed) ends with the table and paths."""
+    assert main(["demo", "--config", str(e2e_config.path), "--output", str(reference)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("| model | condition |") and "| tiny-llava | image_ablated |" in "\n".join(out)
+    html, plot = out[-3], out[-2]
+    assert html == f"HTML page: {(reference / 'leaderboard.html').resolve()}"
+    assert plot == f"Plot:      {(reference / 'leaderboard.png').resolve()}"
+    assert (reference / "leaderboard.html").read_text().startswith("<!DOCTYPE html>")
+    assert (reference / "leaderboard.png").stat().st_size > 1000

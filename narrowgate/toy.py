@@ -1,0 +1,509 @@
+"""The toy native model: a real Chameleon trained from scratch on the shapes world, shipped with the package.
+
+Random tiny checkpoints prove that the machinery runs, but they score zero under every condition. This
+one answers the smoke task's questions (colour, shape, position of one coloured shape), so what a
+condition does to it is a measured result. ``narrowgate train-toy --out DIR`` rebuilds it; the copy in
+``narrowgate/assets/toy_chameleon`` (``TOY_CHECKPOINT``) was written by that command with the defaults.
+
+The recipe (``ToyRecipe``; the same seed gives the same weights on the same software and thread count):
+
+- Architecture: ``ChameleonForConditionalGeneration`` with the tiny Chameleon's tokenizer and processor
+  (``narrowgate.tiny``: 32-px images, a 3-level VQ, 8 x 8 = 64 image tokens, gate ``<eoss>``) and a
+  larger text model. Images enter through the VQ tokenizer, as in the real model.
+- Codebook: the VQ encoder keeps its random weights (it is frozen, as Chameleon's is); the codebook is
+  fitted by k-means to the encoder's pre-quantisation features of training images. A random codebook
+  sends nearly every patch to a handful of codes; fitted codes separate the colours and edge patterns
+  that carry colour, shape and position.
+- Data: jittered drawings (``shapes.sample_specs(jitter=True)``) of every colour/shape/position
+  combination except ``HELD_OUT_COMBOS``. A drawing pixel-identical to an evaluation image (the packaged
+  smoke set, the test sets below) is dropped, so no evaluated image is ever trained on.
+- Prompts: exactly what the Chameleon wrapper gives the processor (text completion,
+  ``<image>{question}\\nAnswer the question using a single word or phrase. Answer:``; captions after
+  ``<image>Provide a one-sentence caption for the provided image.``).
+- Loss: next-token cross-entropy on the answer word and end-of-sequence, on one reference caption per
+  image (``captions``), and optionally on the image tokens (``image_loss`` > 0, a "native" objective:
+  the model also learns to continue images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from narrowgate_tasks import prompts, shapes
+
+if TYPE_CHECKING:
+    import torch
+    from PIL.Image import Image
+    from transformers import ChameleonForConditionalGeneration, ProcessorMixin
+
+TOY_CHECKPOINT = Path(__file__).parent / "assets" / "toy_chameleon"
+FAMILY = "chameleon"
+RECIPE_FILE = "toy_recipe.json"
+REPORT_FILE = "toy_report.json"
+
+# Combinations never drawn for training: the held-out test set measures compositional generalisation.
+N_HELD_OUT, HELD_OUT_SEED = 6, 0
+TRAIN_COMBOS, HELD_OUT_COMBOS = shapes.split_combos(N_HELD_OUT, HELD_OUT_SEED)
+# The smoke set's drawings (see narrowgate_tasks.make_smoke_data) and the in-process test sets.
+SMOKE_SPECS_SEED, N_SMOKE = 0, 32
+TEST_SEED, N_TEST = 1_000_003, 96
+CAPTION_KIND = "caption"
+
+
+@dataclass(frozen=True)
+class ToyRecipe:
+    """Everything that determines the toy model. Text-model sizes follow ``narrowgate.tiny.TEXT``'s keys."""
+
+    seed: int = 0
+    steps: int = 1500
+    batch_images: int = 16  # each image gives one row per question kind, plus a caption row
+    lr: float = 3e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    n_train_images: int = 6000
+    captions: bool = True
+    image_loss: float = 0.0
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    kmeans_images: int = 1000
+    kmeans_iters: int = 30
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_images", "n_train_images", "hidden_size", "num_hidden_layers", "kmeans_images", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ToyRecipe.{name} must be >= 1, got {getattr(self, name)}")
+        if self.image_loss < 0:
+            raise ValueError(f"ToyRecipe.image_loss must be >= 0, got {self.image_loss}")
+
+
+def toy_checkpoint() -> Path:
+    """The shipped toy checkpoint's folder; a clear error when the package was installed without it."""
+    if not (TOY_CHECKPOINT / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the toy checkpoint is missing from {TOY_CHECKPOINT}; reinstall narrowgate with its package data or "
+            f"rebuild it: narrowgate train-toy --out {TOY_CHECKPOINT}"
+        )
+    return TOY_CHECKPOINT
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def prompt_text(kind: str) -> str:
+    """The exact text the Chameleon wrapper gives the processor for a question of ``kind`` (or a caption)."""
+    from interventions import family_spec
+
+    request = prompts.CAPTION_REQUEST if kind == CAPTION_KIND else prompts.vqa_request(shapes.question(kind))
+    return family_spec(FAMILY).placeholder + request + prompts.completion_suffix(request)
+
+
+def _derived_seed(purpose: str, seed: int) -> int:
+    """Independent random streams per purpose, so a training seed never replays a test set's stream."""
+    return int.from_bytes(hashlib.blake2b(f"narrowgate-toy:{purpose}:{seed}".encode(), digest_size=8).digest(), "little")
+
+
+def _pixels(spec: shapes.ShapeSpec) -> bytes:
+    return shapes.draw(spec).tobytes()
+
+
+def smoke_specs() -> list[shapes.ShapeSpec]:
+    """The drawings of the packaged smoke set (``make_smoke_data``: canonical drawings, seed 0)."""
+    return shapes.sample_specs(N_SMOKE, seed=SMOKE_SPECS_SEED)
+
+
+def test_specs(split: str) -> list[shapes.ShapeSpec]:
+    """Jittered evaluation drawings: ``seen`` of training combinations, ``held_out`` of ``HELD_OUT_COMBOS``."""
+    combos = {"seen": TRAIN_COMBOS, "held_out": HELD_OUT_COMBOS}
+    if split not in combos:
+        raise ValueError(f"unknown test split {split!r}; valid: {', '.join(combos)}")
+    return shapes.sample_specs(N_TEST, seed=_derived_seed(f"test-{split}", TEST_SEED), combos=combos[split], jitter=True)
+
+
+def train_specs(recipe: ToyRecipe) -> list[shapes.ShapeSpec]:
+    """Training drawings of ``TRAIN_COMBOS``; drawings identical in pixels to any evaluated image are dropped."""
+    evaluated = {_pixels(spec) for spec in [*smoke_specs(), *test_specs("seen"), *test_specs("held_out")]}
+    specs = shapes.sample_specs(recipe.n_train_images, seed=_derived_seed("train", recipe.seed), combos=TRAIN_COMBOS, jitter=True)
+    return [spec for spec in specs if _pixels(spec) not in evaluated]
+
+
+def question_items(specs: Sequence[shapes.ShapeSpec]) -> list[tuple[shapes.ShapeSpec, str]]:
+    """Every (drawing, question kind) pair: each drawing asked all three questions."""
+    return [(spec, kind) for spec in specs for kind in shapes.QUESTION_KINDS]
+
+
+# ----------------------------------------------------------------------------------------------- model
+
+
+def build(recipe: ToyRecipe) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
+    """The untrained toy model (random weights from ``recipe.seed``) and the tiny Chameleon's processor."""
+    import torch
+    from transformers import ChameleonConfig, ChameleonForConditionalGeneration
+
+    from narrowgate.tiny import BUILDERS
+
+    config, processor = BUILDERS[FAMILY]()
+    sizes = {name: getattr(recipe, name) for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")}
+    config = ChameleonConfig(**{**config.to_dict(), **sizes})
+    torch.manual_seed(recipe.seed)
+    model = ChameleonForConditionalGeneration(config)
+    return model, processor
+
+
+def _pixel_values(processor: ProcessorMixin, specs: Sequence[shapes.ShapeSpec]) -> torch.Tensor:
+    images = [shapes.draw(spec) for spec in specs]
+    return processor.image_processor(images, return_tensors="pt")["pixel_values"]
+
+
+def fit_codebook(model: ChameleonForConditionalGeneration, pixel_values: torch.Tensor, iters: int, seed: int) -> None:
+    """Set the VQ codebook to k-means centroids of the encoder's pre-quantisation features (k-means++ init).
+
+    The VQ assigns each feature to its nearest codebook row (Euclidean), the distance k-means minimises,
+    so the fitted codes are the encoder's own clusters. The VQ is then rounded to float16, the storage
+    precision, so training sees exactly the codes the shipped checkpoint produces.
+    """
+    import torch
+
+    vq = model.model.vqmodel
+    with torch.no_grad():
+        features = torch.cat([vq.quant_conv(vq.encoder(batch)) for batch in pixel_values.split(256)])
+        points = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+        k = vq.quantize.num_embeddings
+        generator = torch.Generator().manual_seed(seed)
+        centres = points[torch.randint(len(points), (1,), generator=generator)]
+        for _ in range(1, k):
+            nearest = torch.cdist(points, centres).min(dim=1).values ** 2
+            centres = torch.cat([centres, points[torch.multinomial(nearest, 1, generator=generator)]])
+        for _ in range(iters):
+            assignment = torch.cdist(points, centres).argmin(dim=1)
+            counts = torch.bincount(assignment, minlength=k).to(points.dtype)
+            sums = torch.zeros_like(centres).index_add_(0, assignment, points)
+            centres = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
+        vq.quantize.embedding.weight.copy_(centres)
+        for parameter in vq.parameters():
+            parameter.copy_(parameter.half().float())
+
+
+def image_tokens(model: ChameleonForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The VQ tokens (vocabulary ids) of each image, (N, 64): what the model embeds in place of ``<image>``."""
+    import torch
+
+    with torch.no_grad():
+        return torch.cat([model.model.get_image_tokens(batch) for batch in pixel_values.split(256)])
+
+
+# -------------------------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Token templates for training rows: each prompt with its image placeholders, and the targets."""
+
+    prompts: dict[str, list[int]]  # kind -> processor ids of prompt_text(kind)
+    answers: dict[str, list[int]]  # answer word -> its ids + eos
+    captions: dict[tuple[str, str, str], list[list[int]]]  # combo -> each reference caption's ids + eos
+    image_id: int
+    pad_id: int
+
+
+def _rows(processor: ProcessorMixin) -> _Rows:
+    tokenizer = processor.tokenizer
+    blank = shapes.draw(shapes.ShapeSpec("red", "circle", "left"))
+    kinds = [*shapes.QUESTION_KINDS, CAPTION_KIND]
+    prompt_ids = {
+        kind: processor(text=[prompt_text(kind)], images=[blank], return_for_text_completion=True)["input_ids"][0].tolist()
+        for kind in kinds
+    }
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+    words = {word for kind in shapes.QUESTION_KINDS for word in shapes.vocabulary(kind)}
+    captions = {combo: [ids(c) for c in shapes.ShapeSpec(*combo).captions()] for combo in shapes.ALL_COMBOS}
+    return _Rows(prompt_ids, {w: ids(w) for w in sorted(words)}, captions, tokenizer.convert_tokens_to_ids("<image>"), tokenizer.pad_token_id)
+
+
+def _batch(
+    rows: _Rows, specs: Sequence[shapes.ShapeSpec], codes: torch.Tensor, caption_choice: Sequence[int], captions: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, text targets, image-code positions) for one step, right-padded.
+
+    The image placeholders are replaced by the image's VQ tokens, which is exactly what the model does
+    with ``pixel_values`` (it embeds the VQ tokens in the placeholders' places), minus the VQ encoder.
+    Targets are next-token targets aligned with the input (-100: no text loss at that position).
+    """
+    import torch
+
+    sequences: list[tuple[list[int], int, list[int]]] = []  # (ids, prompt length, image slots)
+    for spec, image_codes, choice in zip(specs, codes.tolist(), caption_choice):
+        targets = {kind: rows.answers[spec.answer(kind)] for kind in shapes.QUESTION_KINDS}
+        if captions:
+            targets[CAPTION_KIND] = rows.captions[spec.combo][choice]
+        for kind, target in targets.items():
+            prompt = list(rows.prompts[kind])
+            slots = [i for i, token in enumerate(prompt) if token == rows.image_id]
+            for slot, code in zip(slots, image_codes, strict=True):
+                prompt[slot] = code
+            sequences.append((prompt + target, len(prompt), slots))
+    length = max(len(ids) for ids, _, _ in sequences)
+    input_ids = torch.full((len(sequences), length), rows.pad_id)
+    text_targets = torch.full((len(sequences), length), -100)
+    predicts_code = torch.zeros((len(sequences), length), dtype=torch.bool)
+    for r, (ids, n_prompt, slots) in enumerate(sequences):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        text_targets[r, n_prompt - 1 : len(ids) - 1] = torch.tensor(ids[n_prompt:])
+        predicts_code[r, slots[0] : slots[-1]] = True  # the next token is an image token (all but the first)
+    return input_ids, text_targets, predicts_code
+
+
+def _loss(model: ChameleonForConditionalGeneration, input_ids: torch.Tensor, text_targets: torch.Tensor, predicts_code: torch.Tensor, image_loss: float) -> tuple[torch.Tensor, float]:
+    """Cross-entropy of the text targets (image tokens excluded from the softmax, as the model's forward
+    does), plus ``image_loss`` x cross-entropy of the next image token over the image codes only."""
+    import torch
+    import torch.nn.functional as F
+
+    hidden = model.model(input_ids=input_ids).last_hidden_state
+    image_cols = torch.tensor(model.model.vocabulary_mapping.image_tokens)
+    text = text_targets >= 0
+    logits = model.lm_head(hidden[text])
+    logits[:, image_cols] = torch.finfo(logits.dtype).min
+    loss = F.cross_entropy(logits, text_targets[text])
+    text_loss = float(loss)
+    if image_loss > 0:
+        code_logits = model.lm_head(hidden[predicts_code])[:, image_cols]
+        next_codes = input_ids[:, 1:][predicts_code[:, :-1]]
+        loss = loss + image_loss * F.cross_entropy(code_logits, torch.searchsorted(image_cols, next_codes))
+    return loss, text_loss
+
+
+def train(recipe: ToyRecipe, log: Callable[[str], None] = print) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
+    """Build, fit the codebook and train the toy model; deterministic for the recipe (see module doc)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.threads)
+    try:
+        return _train(recipe, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(recipe: ToyRecipe, log: Callable[[str], None]) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
+    import torch
+
+    start = time.perf_counter()
+    model, processor = build(recipe)
+    specs = train_specs(recipe)
+    pixel_values = _pixel_values(processor, specs)
+    fit_codebook(model, pixel_values[: recipe.kmeans_images], recipe.kmeans_iters, recipe.seed)
+    codes = image_tokens(model, pixel_values)
+    used = len(torch.unique(codes))
+    log(f"train-toy: {len(specs)} training drawings, codebook fitted ({used} of {model.config.vq_config.num_embeddings} codes used) "
+        f"in {time.perf_counter() - start:.0f}s")
+    rows = _rows(processor)
+
+    for parameter in model.model.vqmodel.parameters():
+        parameter.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    log(f"train-toy: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters "
+        f"({sum(p.numel() for p in trainable) / 1e6:.2f} M trained), {recipe.steps} steps of {recipe.batch_images} drawings")
+    optimizer = torch.optim.AdamW(trainable, lr=recipe.lr, betas=(0.9, 0.98), weight_decay=recipe.weight_decay)
+
+    def schedule(step: int) -> float:
+        if step < recipe.warmup:
+            return (step + 1) / recipe.warmup
+        progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model.train()
+    generator = torch.Generator().manual_seed(_derived_seed("order", recipe.seed))
+    order = torch.randperm(len(specs), generator=generator)
+    cursor, losses, t0 = 0, [], time.perf_counter()
+    for step in range(recipe.steps):
+        if cursor + recipe.batch_images > len(order):
+            order, cursor = torch.randperm(len(specs), generator=generator), 0
+        index = order[cursor : cursor + recipe.batch_images]
+        cursor += recipe.batch_images
+        choice = torch.randint(5, (len(index),), generator=generator).tolist()
+        batch = _batch(rows, [specs[i] for i in index], codes[index], choice, recipe.captions)
+        loss, text_loss = _loss(model, *batch, recipe.image_loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(text_loss)
+        if (step + 1) % 50 == 0 or step + 1 == recipe.steps:
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / (step + 1) * (recipe.steps - step - 1)
+            log(f"train-toy: step {step + 1}/{recipe.steps} text loss {sum(losses[-50:]) / len(losses[-50:]):.3f} "
+                f"({elapsed:.0f}s, {eta:.0f}s left)")
+    model.eval()
+    return model, processor
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+CONDITIONS: tuple[str, ...] = ("baseline", "gate_ablated", "gate_only", "image_ablated", "last_image_ablated", "random_image_ablated")
+SPLITS: tuple[str, ...] = ("smoke", "seen", "held_out")
+
+
+def eval_specs(split: str) -> list[shapes.ShapeSpec]:
+    """The drawings of an evaluation split: ``smoke`` (the packaged smoke drawings), ``seen``, ``held_out``."""
+    return smoke_specs() if split == "smoke" else test_specs(split)
+
+
+def accuracy(
+    model: ChameleonForConditionalGeneration,
+    processor: ProcessorMixin,
+    items: Sequence[tuple[shapes.ShapeSpec, str]],
+    condition: str = "baseline",
+    batch_size: int = 48,
+) -> dict[str, float]:
+    """Exact-match accuracy per question kind (and ``macro``, their mean) of greedy answers under a condition.
+
+    The same path as the Chameleon wrapper: processor with ``return_for_text_completion``, layouts from
+    the processed ids, generation inside ``intervene``, the first line of the new tokens scored.
+    """
+    import torch
+
+    from interventions import family_spec, find_layouts, intervene, make_condition
+
+    ids = family_spec(FAMILY).token_ids(processor.tokenizer)
+    correct: dict[str, list[bool]] = {kind: [] for kind in shapes.QUESTION_KINDS}
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        inputs = processor(
+            text=[prompt_text(kind) for _, kind in chunk],
+            images=[shapes.draw(spec) for spec, _ in chunk],
+            padding=True,
+            return_tensors="pt",
+            return_for_text_completion=True,
+        )
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        layouts = [
+            dataclasses.replace(layout, key=f"toy/{start + row}")
+            for row, layout in enumerate(find_layouts(inputs["input_ids"], inputs["attention_mask"], ids))
+        ]
+        with torch.inference_mode(), intervene(model, make_condition(condition), layouts):
+            generated = model.generate(
+                **inputs, max_new_tokens=4, do_sample=False, suppress_tokens=list(ids.image), pad_token_id=processor.tokenizer.pad_token_id
+            )
+        texts = processor.tokenizer.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        for (spec, kind), text in zip(chunk, texts):
+            correct[kind].append(prompts.first_line(text) == spec.answer(kind))
+    scores = {kind: sum(hits) / len(hits) for kind, hits in correct.items() if hits}
+    scores["macro"] = sum(scores.values()) / len(scores)
+    return scores
+
+
+def measure(
+    model: ChameleonForConditionalGeneration,
+    processor: ProcessorMixin,
+    conditions: Sequence[str] = CONDITIONS,
+    splits: Sequence[str] = SPLITS,
+) -> dict[str, dict[str, float]]:
+    """Macro accuracy, ``{condition: {split: accuracy}}``, every drawing asked all three questions."""
+    return {
+        condition: {split: accuracy(model, processor, question_items(eval_specs(split)), condition)["macro"] for split in splits}
+        for condition in conditions
+    }
+
+
+def load(path: str | Path | None = None) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
+    """A toy checkpoint (default: the shipped one) in float32, eval mode, with its processor."""
+    import torch
+    from transformers import AutoProcessor, ChameleonForConditionalGeneration
+
+    path = toy_checkpoint() if path is None else Path(path)
+    model = ChameleonForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
+    return model, AutoProcessor.from_pretrained(path)
+
+
+# -------------------------------------------------------------------------------------------- saving
+
+
+def save(model: ChameleonForConditionalGeneration, processor: ProcessorMixin, recipe: ToyRecipe, out: str | Path, report: dict) -> Path:
+    """Write the model (float16), processor, recipe and report into ``out``, replacing it as a whole:
+    the folder is written next to ``out`` and renamed into place, so it is never half-written."""
+    import shutil
+    import tempfile
+
+    import torch
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    model.to(torch.float16).save_pretrained(tmp)
+    model.to(torch.float32)
+    processor.save_pretrained(tmp)
+    (tmp / RECIPE_FILE).write_text(json.dumps(dataclasses.asdict(recipe), indent=2) + "\n")
+    (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out)
+    return out
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    defaults = ToyRecipe()
+    parser.add_argument("--out", required=True, type=Path, help=f"checkpoint folder to write (the shipped one: {TOY_CHECKPOINT})")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help=f"weights, codebook, data and order (default {defaults.seed})")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help=f"optimizer steps (default {defaults.steps}); training is step-based so a seed gives the same model on any machine speed")
+    parser.add_argument("--image-loss", type=float, default=defaults.image_loss, help="weight of the image-token loss, the 'native' objective (default 0: off)")
+    parser.add_argument("--no-captions", action="store_true", help="train on the questions only")
+    parser.add_argument("--skip-measure", action="store_true", help="do not measure the conditions after training")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        recipe = ToyRecipe(seed=args.seed, steps=args.steps, image_loss=args.image_loss, captions=not args.no_captions)
+    except ValueError as error:
+        print(f"narrowgate train-toy: {error}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    model, processor = train(recipe)
+    seconds = time.perf_counter() - start
+    report: dict = {"train_seconds": round(seconds), "parameters": sum(p.numel() for p in model.parameters())}
+    out = save(model, processor, recipe, args.out, report)
+    if not args.skip_measure:
+        print("train-toy: measuring macro accuracy under each condition (reloaded checkpoint) ...")
+        report["macro_accuracy"] = measure(*load(out))
+        (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        print(format_table(report["macro_accuracy"]))
+    print(f"train-toy: wrote {out} ({folder_bytes(out) / 1e6:.2f} MB) after {seconds / 60:.1f} min of training")
+    return 0
+
+
+def format_table(table: dict[str, dict[str, float]]) -> str:
+    splits = list(next(iter(table.values())))
+    lines = [f"{'condition':<22}" + "".join(f"{s:>10}" for s in splits)]
+    lines += [f"{c:<22}" + "".join(f"{v:>10.3f}" for v in row.values()) for c, row in table.items()]
+    return "\n".join(lines)

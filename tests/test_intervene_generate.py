@@ -1,0 +1,82 @@
+"""Interventions hold for every generated token: cached generate() equals full recomputation, a
+left-padded batch equals its rows run alone, and the static cache equals the dynamic one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interventions import CONDITIONS, intervene, make_condition
+from narrowgate.tiny import TINY_FAMILIES
+from tiny_cases import PROMPTS, load, same_size_pair
+
+FAMILIES = list(TINY_FAMILIES)
+NEW_TOKENS = 4
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_dir, images):
+    cache = {}
+
+    def get(family):
+        if family not in cache:
+            tiny = load(tiny_dir, family)
+            inputs = tiny.inputs(same_size_pair(images))
+            cache[family] = tiny, inputs, tiny.layouts(inputs)
+        return cache[family]
+
+    return get
+
+
+def condition_for(name):
+    return make_condition(name, k=3)
+
+
+@pytest.mark.parametrize("name", list(CONDITIONS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cached_generate_equals_full_recomputation(batch, family, name):
+    tiny, inputs, layouts = batch(family)
+    condition = condition_for(name)
+    with intervene(tiny.model, condition, layouts):
+        tokens, logits = tiny.generate(inputs, NEW_TOKENS)
+        # Step t recomputed from scratch: prompt + the first t generated tokens, no cache.
+        recomputed = torch.stack(
+            [tiny.logits(tiny.extend(inputs, tokens[:, :t]))[:, -1] for t in range(NEW_TOKENS)], dim=1
+        )
+    torch.testing.assert_close(logits, recomputed, rtol=0, atol=1e-4)
+    if name != "baseline":
+        plain = tiny.logits(tiny.extend(inputs, tokens[:, :-1]))[:, -NEW_TOKENS:]
+        assert (plain - recomputed).abs().amax(dim=-1).min() > 1e-4, "some generated token was not affected"
+
+
+@pytest.mark.parametrize("name", list(CONDITIONS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_left_padded_batch_equals_rows_alone(batch, images, family, name):
+    tiny, inputs, layouts = batch(family)
+    condition = condition_for(name)
+    with intervene(tiny.model, condition, layouts):
+        batch_logits = tiny.logits(inputs)
+        batch_tokens, batch_generated = tiny.generate(inputs, NEW_TOKENS)
+    assert layouts[0].first != layouts[1].first, "the batch is not padded; the test proves nothing"
+    for row, image in enumerate(same_size_pair(images)):
+        alone = tiny.inputs([image], prompts=(PROMPTS[row],))
+        (layout,) = tiny.layouts(alone)
+        assert layout.key == layouts[row].key
+        with intervene(tiny.model, condition, [layout]):
+            logits = tiny.logits(alone)
+            tokens, generated = tiny.generate(alone, NEW_TOKENS)
+        first = layouts[row].first
+        torch.testing.assert_close(batch_logits[row, first:], logits[0], rtol=0, atol=1e-4)
+        torch.testing.assert_close(batch_generated[row], generated[0], rtol=0, atol=1e-4)
+        assert torch.equal(batch_tokens[row], tokens[0])
+
+
+@pytest.mark.parametrize("name", list(CONDITIONS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_static_cache_equals_dynamic(batch, family, name):
+    tiny, inputs, layouts = batch(family)
+    with intervene(tiny.model, condition_for(name), layouts):
+        dynamic_tokens, dynamic = tiny.generate(inputs, NEW_TOKENS)
+        static_tokens, static = tiny.generate(inputs, NEW_TOKENS, cache_implementation="static")
+    torch.testing.assert_close(static, dynamic, rtol=0, atol=1e-4)
+    assert torch.equal(static_tokens, dynamic_tokens)
