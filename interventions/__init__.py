@@ -13,8 +13,8 @@ from .layouts import ImageSpan, Layout, find_layouts
 
 __all__ = [
     "CONDITIONS",
-    "Condition",
     "FAMILIES",
+    "Condition",
     "FamilyIds",
     "FamilySpec",
     "GateRecording",

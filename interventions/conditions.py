@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable, Iterable
 
 from .layouts import Layout
 
@@ -45,7 +45,7 @@ class Condition:
     seed: int = 0
 
     @property
-    def definition(self) -> "ConditionDef":
+    def definition(self) -> ConditionDef:
         return CONDITIONS[self.name]
 
     @property
@@ -228,7 +228,3 @@ def _parse(spec: str, num_layers: int | None) -> tuple[int, ...]:
         indices.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
     return tuple(sorted(set(indices)))
 
-
-def knockouts_by_row(condition: Condition, layouts: Iterable[Layout]) -> tuple[tuple[Knockout, ...], ...]:
-    """The knockouts of every row, in row order."""
-    return tuple(condition.knockouts(layout) for layout in layouts)

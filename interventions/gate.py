@@ -8,9 +8,9 @@ prompt) is left alone: the gate's keys and values are already in the cache.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 
@@ -92,7 +92,7 @@ class GateRecording:
     rows: int
     states: dict[int, tuple[torch.Tensor, ...]] = field(default_factory=dict)
 
-    def select(self, rows: Sequence[int]) -> "GateRecording":
+    def select(self, rows: Sequence[int]) -> GateRecording:
         """The recording of some rows, in the given order (to pair sources with targets)."""
         self._require_complete()
         return GateRecording(self.layers, len(rows), {l: tuple(s[r] for r in rows) for l, s in self.states.items()})
@@ -110,7 +110,6 @@ class _Recorder(_GatePart):
 
     def replacement(self, layer: int, current: torch.Tensor) -> None:
         self.recording.states[layer] = tuple(current.detach().clone().split(self.counts))
-        return None
 
 
 class _Patcher(_GatePart):

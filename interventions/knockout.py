@@ -20,8 +20,9 @@ forward's KV positions to the bound Session:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from itertools import pairwise
 
 import torch
 from transformers import AttentionInterface
@@ -99,8 +100,8 @@ class Knockouts:
             )
         self.forward = forward
         if not self.rules:
-            self.chunks = (_Chunk(0, forward.q_length, None, mask),)
-        elif self.reference:
+            return
+        if self.reference:
             self.blocked = self._dense(forward)
         else:
             self.chunks = self._chunks(forward, mask)
@@ -122,7 +123,7 @@ class Knockouts:
         starts = [self._start(rule) - forward.q_offset for rule in self.rules]
         bounds = sorted({0, forward.q_length, *(s for s in starts if 0 < s < forward.q_length)})
         chunks = []
-        for lo, hi in zip(bounds, bounds[1:]):
+        for lo, hi in pairwise(bounds):
             active = [rule for rule, s in zip(self.rules, starts) if s <= lo]
             if not active:
                 chunks.append(_Chunk(lo, hi, None, self._rows_mask(forward, mask, lo, hi, explicit=False)))
@@ -152,7 +153,10 @@ class Knockouts:
     def _check(self, query: torch.Tensor, key: torch.Tensor) -> None:
         forward = self.forward
         if forward is None:
-            raise RuntimeError("narrowgate: attention ran before its mask function in this forward")
+            raise RuntimeError(
+                "narrowgate: attention ran without its mask function in this forward (was a 4D attention mask "
+                "passed?); interventions need the model to build its own mask from a 2D attention_mask"
+            )
         if query.shape[2] != forward.q_length or key.shape[2] != forward.kv_length:
             raise RuntimeError(
                 f"narrowgate: attention got {query.shape[2]} queries x {key.shape[2]} keys but this forward's mask was "

@@ -10,10 +10,10 @@ Unbinding restores the config's attention implementation and removes every hook.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Iterator
 
 import torch
 
@@ -22,7 +22,7 @@ import torch
 FAST = "narrowgate"
 REFERENCE = "narrowgate_eager"
 
-_SESSIONS: dict[int, "Session"] = {}
+_SESSIONS: dict[int, Session] = {}
 
 
 @dataclass(frozen=True)

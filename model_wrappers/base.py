@@ -19,10 +19,11 @@ import os
 from typing import Any, ClassVar
 
 import torch
-from lmms_eval.api.instance import Instance
+from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 from lmms_eval.utils import Collator
 from loguru import logger
+from PIL import Image
 from tqdm import tqdm
 
 from interventions import Condition, Layout, family_spec, find_layouts, intervene, make_condition
@@ -196,6 +197,9 @@ class NarrowgateModel(lmms):
                 f"{where}: the sample has no image; every narrowgate condition needs one "
                 f"(condition {self.condition.name!r}, model {self.model_name}). Fix the task's doc_to_visual or drop the document."
             )
+        others = sorted({type(v).__name__ for v in visuals if not isinstance(v, Image.Image)})
+        if others:
+            raise NarrowgateInputError(f"{where}: narrowgate models take PIL images, got {', '.join(others)} (video or audio?)")
         return where, key, visuals
 
     def _encode(
@@ -246,7 +250,7 @@ class NarrowgateModel(lmms):
             self._warned.update(ignored)
             logger.warning(f"{self.model_name}: ignoring generation_kwargs {', '.join(ignored)} (used: until, {', '.join(GENERATE_OPTIONS)})")
         until = gen_kwargs.get("until") or []
-        until = [until] if isinstance(until, str) else list(until)
+        until = [stop for stop in ([until] if isinstance(until, str) else until) if stop]
         options = {name: gen_kwargs[name] for name in GENERATE_OPTIONS if gen_kwargs.get(name) is not None}
         options.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
         # Greedy unless the task asks for sampling (do_sample, or a positive temperature).
@@ -286,8 +290,12 @@ class NarrowgateModel(lmms):
         progress.close()
         return collator.get_original(outputs)
 
-    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
-        """log P(continuation | image + prompt) under the condition, one request at a time."""
+    def loglikelihood(self, requests: list[Instance]) -> list[GenerationResult]:
+        """(log P(continuation | image + prompt), is_greedy) under the condition, one request at a time.
+
+        Each pair is wrapped in a GenerationResult: lmms-eval 0.7.3's evaluator turns any other non-str
+        model output into its string (``unwrap_generation_output``), which breaks multiple-choice scoring.
+        """
         results = []
         for request in tqdm(requests, disable=self.rank != 0, desc=f"{self.model_name} loglikelihood"):
             context, continuation = request.args[:2]
@@ -317,7 +325,7 @@ class NarrowgateModel(lmms):
             total = logprobs.gather(-1, targets[:, None]).sum().item()
             greedy = bool((logprobs.argmax(-1) == targets).all())
             attach(request, self._audit(prompt + continuation, layouts[0]))
-            results.append((total, greedy))
+            results.append(GenerationResult(text=(total, greedy)))
         return results
 
     def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:

@@ -403,10 +403,12 @@ class CellStatus:
 
 @dataclass
 class GridReport:
-    """What one run of the grid did: per-cell statuses (in grid order) and which models it loaded."""
+    """What one run of the grid did: per-cell statuses of the selected cells (in grid order) and which
+    models it loaded; ``others`` are the config's cells outside this run's --only selection."""
 
     output: Path
     statuses: list[CellStatus]
+    others: list[CellStatus] = field(default_factory=list)
     models_loaded: list[str] = field(default_factory=list)
 
     @property
@@ -468,7 +470,7 @@ def run_grid(
                 f"use a fresh --output folder or delete that cell's folder"
             )
         statuses[cell.id].status = "skipped"
-    report = GridReport(output, [statuses[c.id] for c in cells])
+    report = GridReport(output, [statuses[c.id] for c in cells], others=_other_cells(output, config, statuses))
     done_before = sum(s.status == "skipped" for s in report.statuses)
     if done_before:
         log(f"{done_before} of {len(cells)} cells already done in {output}; skipping them")
@@ -476,7 +478,7 @@ def run_grid(
 
     pending = [c for c in cells if statuses[c.id].status == "pending"]
     started = time.monotonic()
-    for index, (model, model_cells) in enumerate(_group_by_model(pending)):
+    for model, model_cells in _group_by_model(pending):
         lm = None
         try:
             pretrained = model.pretrained if model.tiny_seed is None else _materialise_tiny(output, model)
@@ -617,6 +619,7 @@ def _eta(report: GridReport, started: float, total: int) -> str:
 
 
 def _write_grid_file(output: Path, config: GridConfig, limit: int | None, report: GridReport) -> None:
+    order = {cell.id: i for i, cell in enumerate(config.cells())}
     write_json_atomic(
         output / GRID_FILE,
         {
@@ -626,9 +629,27 @@ def _write_grid_file(output: Path, config: GridConfig, limit: int | None, report
             "tasks": list(config.tasks),
             "models": [m.record() for m in config.models],
             "conditions": [c.record() for c in config.conditions],
-            "cells": [vars(s) for s in report.statuses],
+            "cells": [vars(s) for s in sorted([*report.statuses, *report.others], key=lambda s: order[s.cell])],
         },
     )
+
+
+def _other_cells(output: Path, config: GridConfig, selected: dict[str, CellStatus]) -> list[CellStatus]:
+    """Statuses of the cells this run does not touch, as an earlier run recorded them (or as found on
+    disk), so that grid.json keeps describing the whole grid across ``--only`` runs."""
+    grid_file = output / GRID_FILE
+    previous = {}
+    if grid_file.is_file():
+        previous = {c["cell"]: c for c in json.loads(grid_file.read_text(encoding="utf-8")).get("cells", [])}
+    others = []
+    for cell in config.cells():
+        if cell.id in selected:
+            continue
+        if cell.id in previous:
+            others.append(CellStatus(**{f: previous[cell.id].get(f) for f in ("cell", "status", "seconds", "error", "traceback")}))
+        else:
+            others.append(CellStatus(cell.id, "skipped" if read_done(cell_dir(output, cell)) else "pending"))
+    return others
 
 
 def _free_memory() -> None:

@@ -112,7 +112,9 @@ def _read_cell(folder: Path, record: dict[str, Any]) -> CellResult:
     metrics: dict[str, float] = {}
     for key, value in results["results"][task].items():
         name, _, filter_name = key.partition(",")
-        if not filter_name or name.endswith("_stderr") or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not filter_name or "_stderr" in name or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if listed and name not in listed:  # the task's own metrics only, not lmms-eval's extras
             continue
         metrics[name if filter_name == "none" else key] = float(value)
     metrics = dict(sorted(metrics.items(), key=lambda item: (_rank(item[0].partition(",")[0], listed), item[0])))

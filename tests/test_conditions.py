@@ -7,9 +7,11 @@ import json
 import pytest
 import torch
 
-from interventions import CONDITIONS, Knockout, find_layouts, make_condition
+from interventions import CONDITIONS, FamilyIds, Knockout, find_layouts, make_condition
 from interventions.conditions import resolve_layers
-from test_layout import BOS, EMU3_LIKE, GATE, IMG, PAD, START, TEXT, EOF_
+
+PAD, BOS, TEXT, START, IMG, GATE, EOF_ = 0, 1, 2, 3, 4, 6, 7
+EMU3_LIKE = FamilyIds("emu3_like", image=(IMG,), start=(START,), gate=(EOF_, GATE))
 
 # Two Emu3-like images: start + header, image run, two gate tokens.
 ROW = [BOS, START, TEXT, IMG, IMG, IMG, IMG, EOF_, GATE, TEXT, START, IMG, IMG, IMG, EOF_, GATE, TEXT]
@@ -31,7 +33,6 @@ def test_registry_is_documented():
 
 
 def test_knockouts_follow_the_protocol():
-    first, second = LAYOUT.spans
     assert make_condition("baseline").knockouts(LAYOUT) == ()
     assert make_condition("gate_ablated").knockouts(LAYOUT) == (Knockout(0, (7, 8)), Knockout(0, (14, 15)))
     assert make_condition("gate_only").knockouts(LAYOUT) == (

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_cases import PROMPTS, load, same_size_pair
 
 from interventions import CONDITIONS, intervene, make_condition
 from narrowgate.tiny import TINY_FAMILIES
-from tiny_cases import PROMPTS, load, same_size_pair
 
 FAMILIES = list(TINY_FAMILIES)
 NEW_TOKENS = 4

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_cases import load, same_size_pair
 
 from interventions import CONDITIONS, intervene, make_condition
 from interventions.session import _SESSIONS, language_model
 from narrowgate.tiny import TINY_FAMILIES
-from tiny_cases import load, same_size_pair
 
 FAMILIES = list(TINY_FAMILIES)
 KNOCKOUT_CONDITIONS = [name for name in CONDITIONS if name not in ("baseline", "gate_randomized")]
@@ -49,26 +49,33 @@ def run(tiny, condition, inputs, layouts, **kwargs):
         return tiny.model(**inputs, **kwargs)
 
 
+TWO_IMAGE_PROMPTS = ("{image}left {image}right : which is red ?", "which is red , {image}or {image}?")
+
+
 @pytest.fixture(scope="module")
 def batch(tiny_dir, images):
-    """family -> (tiny, inputs, layouts) for a left-padded batch of two rows."""
+    """(family, images per row) -> (tiny, inputs, layouts) for a left-padded batch of two rows."""
     cache = {}
 
-    def get(family):
-        if family not in cache:
+    def get(family, per_row=1):
+        if (family, per_row) not in cache:
             tiny = load(tiny_dir, family)
-            inputs = tiny.inputs(same_size_pair(images))
-            cache[family] = tiny, inputs, tiny.layouts(inputs)
-        return cache[family]
+            pair = same_size_pair(images)
+            inputs = tiny.inputs(pair) if per_row == 1 else tiny.inputs([pair, pair[::-1]], TWO_IMAGE_PROMPTS)
+            layouts = tiny.layouts(inputs)
+            assert all(len(layout.spans) == per_row for layout in layouts)
+            cache[family, per_row] = tiny, inputs, layouts
+        return cache[family, per_row]
 
     return get
 
 
+@pytest.mark.parametrize("per_row", [1, 2], ids=["one_image", "two_images"])
 @pytest.mark.parametrize("knockout", ["zero", "mask"])
 @pytest.mark.parametrize("name", KNOCKOUT_CONDITIONS)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_reference_cuts_exactly_the_condition_edges(batch, family, name, knockout):
-    tiny, inputs, layouts = batch(family)
+def test_reference_cuts_exactly_the_condition_edges(batch, family, name, knockout, per_row):
+    tiny, inputs, layouts = batch(family, per_row)
     condition = make_condition(name, knockout=knockout, k=3)
     base = run(tiny, make_condition("baseline"), inputs, layouts, reference=True, output_attentions=True)
     out = run(tiny, condition, inputs, layouts, reference=True, output_attentions=True)
@@ -100,11 +107,12 @@ def test_reference_cuts_exactly_the_condition_edges(batch, family, name, knockou
         assert (out.logits[b, first:] - base.logits[b, first:]).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("per_row", [1, 2], ids=["one_image", "two_images"])
 @pytest.mark.parametrize("knockout", ["zero", "mask"])
 @pytest.mark.parametrize("name", list(CONDITIONS))
 @pytest.mark.parametrize("family", FAMILIES)
-def test_fast_path_equals_reference(batch, family, name, knockout):
-    tiny, inputs, layouts = batch(family)
+def test_fast_path_equals_reference(batch, family, name, knockout, per_row):
+    tiny, inputs, layouts = batch(family, per_row)
     condition = make_condition(name, knockout=knockout, k=3)
     fast = run(tiny, condition, inputs, layouts).logits
     reference = run(tiny, condition, inputs, layouts, reference=True).logits
@@ -159,15 +167,13 @@ def test_model_restored_exactly(batch, family):
     implementation = decoder.config._attn_implementation
     hooks = [len(m._forward_pre_hooks) + len(m._forward_hooks) for m in tiny.model.modules()]
     before = tiny.logits(inputs)
-    with pytest.raises(ZeroDivisionError):
-        with intervene(tiny.model, make_condition("gate_randomized"), layouts):
-            assert decoder.config._attn_implementation == "narrowgate"
-            1 / 0
+    with pytest.raises(KeyboardInterrupt), intervene(tiny.model, make_condition("gate_randomized"), layouts):
+        assert decoder.config._attn_implementation == "narrowgate"
+        raise KeyboardInterrupt
     for reference in (False, True):
         with intervene(tiny.model, "image_ablated", layouts, reference=reference):
-            with pytest.raises(RuntimeError, match="cannot be nested"):
-                with intervene(tiny.model, "gate_ablated", layouts):
-                    pass
+            with pytest.raises(RuntimeError, match="cannot be nested"), intervene(tiny.model, "gate_ablated", layouts):
+                pass
             tiny.logits(inputs)
     assert decoder.config._attn_implementation == implementation
     assert [len(m._forward_pre_hooks) + len(m._forward_hooks) for m in tiny.model.modules()] == hooks
@@ -183,9 +189,8 @@ def test_mismatched_inputs_are_errors(batch):
     with pytest.raises(ValueError, match="compute the layouts from the very input_ids"):
         run(tiny, make_condition("gate_ablated"), short, layouts)
     text_only = tiny.processor(text=["what color is it ?"] * 2, return_tensors="pt")
-    with pytest.raises(ValueError, match="needs an image in every row"):
-        with intervene(tiny.model, "gate_only", tiny.layouts(text_only)):
-            pass
+    with pytest.raises(ValueError, match="needs an image in every row"), intervene(tiny.model, "gate_only", tiny.layouts(text_only)):
+        pass
     with pytest.raises(ValueError, match="k=99 but image 0 of row 0 has only 64"):
         run(tiny, make_condition("random_image_ablated", k=99), inputs, layouts)
     with pytest.raises(RuntimeError, match="only run inside"):

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
+from tiny_cases import PROMPTS, load
 
 from interventions import FamilyIds, ImageSpan, family_spec, find_layouts
 from narrowgate.tiny import TINY_FAMILIES
-from tiny_cases import PROMPTS, load
 
 PAD, BOS, TEXT, START, IMG, BREAK, GATE, EOF_ = 0, 1, 2, 3, 4, 5, 6, 7
 CHAMELEON_LIKE = FamilyIds("chameleon_like", image=(IMG,), start=(START,), gate=(GATE,))
@@ -62,7 +62,7 @@ def test_families_without_end_token_and_with_break_tokens():
 
 def test_rows_without_images_have_no_spans():
     (layout,) = layouts([[BOS, TEXT, TEXT]], CHAMELEON_LIKE)
-    assert layout.spans == () and layout.text_after == range(0, 3)
+    assert layout.spans == () and layout.text_after == range(3)
 
 
 @pytest.mark.parametrize(

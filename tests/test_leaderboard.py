@@ -31,7 +31,7 @@ def write_cell(root: Path, model: str, condition: ConditionSpec, task: str, orde
     sub = folder / "tiny"
     sub.mkdir(parents=True)
     results = {
-        "results": {task: {"alias": task, **{f"{m},none": v for m, v in aggregate.items()}, **{f"{m}_stderr,none": "N/A" for m in aggregate}}},
+        "results": {task: {"alias": task, **{f"{m},none": v for m, v in aggregate.items()}, **{f"{m}_stderr,none": "N/A" for m in aggregate}, **{f"{m}_stderr_clt,none": 0.01 for m in aggregate}}},
         "configs": {task: {"task": task, "metric_list": [{"metric": m} for m in aggregate]}},
     }
     (sub / "20250101_000000_results.json").write_text(json.dumps(results))

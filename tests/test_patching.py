@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_cases import load, same_size_pair
 
 from interventions import intervene, make_condition, patch_gate, record_gate
 from narrowgate.tiny import TINY_FAMILIES
-from tiny_cases import load, same_size_pair
 
 FAMILIES = list(TINY_FAMILIES)
 NEW_TOKENS = 4
@@ -136,12 +136,10 @@ def test_patching_one_layer_moves_the_answer(pair, family):
     gate = layouts[0].spans[-1].gate[0]
     assert torch.equal(patched[:, :gate], target[:, :gate]), "positions before the gate cannot change"
     assert max_difference(after_gate(patched, layouts), after_gate(target, layouts)) > 1e-4
-    with pytest.raises(ValueError, match="layer 0 was not recorded"):
-        with patch_gate(tiny.model, source, layouts, layers=[0]):
-            pass
-    with pytest.raises(ValueError, match="recording has 1 rows but the target has 2"):
-        with patch_gate(tiny.model, source.select([1]), layouts):
-            pass
+    with pytest.raises(ValueError, match="layer 0 was not recorded"), patch_gate(tiny.model, source, layouts, layers=[0]):
+        pass
+    with pytest.raises(ValueError, match="recording has 1 rows but the target has 2"), patch_gate(tiny.model, source.select([1]), layouts):
+        pass
     swapped = source.select([1, 0])
     assert swapped.states[1][0] is source.states[1][1] and swapped.states[1][1] is source.states[1][0]
 

@@ -14,7 +14,7 @@ from interventions import FamilyIds, family_spec, find_layouts
 # its rows' gates sit at different positions.
 PROMPTS = ("{image}what color is the shape ?", "describe {image} in one word")
 
-_LOADED: dict[tuple[str, torch.dtype], "Tiny"] = {}
+_LOADED: dict[tuple[str, torch.dtype], Tiny] = {}
 
 
 @dataclass
@@ -25,7 +25,8 @@ class Tiny:
     ids: FamilyIds
 
     def inputs(self, images: list, prompts: tuple[str, ...] = PROMPTS) -> dict:
-        """One image per prompt, left-padded; pixel values in the model's dtype (Chameleon needs it)."""
+        """One image (or a list of images) per prompt, left-padded; pixel values in the model's dtype
+        (Chameleon needs it)."""
         placeholder = family_spec(self.family).placeholder
         texts = [prompt.format(image=placeholder) for prompt in prompts]
         inputs = dict(self.processor(text=texts, images=images, padding=True, return_tensors="pt"))
