@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from model_wrappers.base import NarrowgateModel
 
 
-def load_model(family: str, pretrained: str, **model_args: Any) -> "NarrowgateModel":
+def load_model(family: str, pretrained: str, **model_args: Any) -> NarrowgateModel:
     """Load ``pretrained`` as a ``family`` model once; switch conditions later with ``set_condition``.
 
     ``model_args`` are the ``--model_args`` options (``condition=``, ``layers=``, ``device=``, ...).

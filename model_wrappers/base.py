@@ -61,7 +61,7 @@ class NarrowgateModel(lmms):
     family: ClassVar[str]
     prompt_template: ClassVar[str]
     registered_condition: ClassVar[str | None] = None
-    processor_kwargs: ClassVar[dict[str, Any]] = {}
+    processor_kwargs: ClassVar[dict[str, Any]] = {}  # extra keyword arguments of every processor call
 
     def __init__(
         self,
@@ -99,18 +99,22 @@ class NarrowgateModel(lmms):
         try:
             self.batch_size = int(batch_size)
         except ValueError:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r} (auto is not supported)") from None
+            raise ValueError(
+                f"batch_size must be a positive integer, got {batch_size!r} (auto is not supported)"
+            ) from None
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
         # Data parallel (torchrun / accelerate launch): one full copy per process, on this process's
         # device; lmms-eval's evaluator shards the documents and gathers the results.
-        self._rank = int(os.environ.get("RANK", 0))
-        self._world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self._rank = int(os.environ.get("RANK", "0"))
+        self._world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if self._world_size > 1 and device_map is not None:
-            raise ValueError("device_map spreads one model over several devices; do not combine it with data parallel runs")
+            raise ValueError(
+                "device_map spreads one model over several devices; do not combine it with data parallel runs"
+            )
         if self._world_size > 1 and torch.cuda.is_available():
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
             dtype = "bfloat16" if self._device.type == "cuda" else "float32"
@@ -131,7 +135,9 @@ class NarrowgateModel(lmms):
             self._model.to(self._device)
         else:
             self._device = self._model.device  # inputs go where the embeddings are
-        self.processor = transformers.AutoProcessor.from_pretrained(self.pretrained, trust_remote_code=trust_remote_code)
+        self.processor = transformers.AutoProcessor.from_pretrained(
+            self.pretrained, trust_remote_code=trust_remote_code
+        )
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"  # generation continues every row at the same position
         self.family_ids = self.spec.token_ids(self.tokenizer)
@@ -157,7 +163,9 @@ class NarrowgateModel(lmms):
     def set_condition(self, condition: Condition) -> None:
         """Run later requests under ``condition`` on the same weights (the grid switches conditions this way)."""
         if not isinstance(condition, Condition):
-            raise TypeError(f"set_condition takes an interventions.Condition (see make_condition), got {type(condition).__name__}")
+            raise TypeError(
+                f"set_condition takes an interventions.Condition (see make_condition), got {type(condition).__name__}"
+            )
         if self.registered_condition is not None and condition.name != self.registered_condition:
             raise ValueError(
                 f"model {self.model_name} runs condition {self.registered_condition!r}; load the family model "
@@ -199,7 +207,9 @@ class NarrowgateModel(lmms):
             )
         others = sorted({type(v).__name__ for v in visuals if not isinstance(v, Image.Image)})
         if others:
-            raise NarrowgateInputError(f"{where}: narrowgate models take PIL images, got {', '.join(others)} (video or audio?)")
+            raise NarrowgateInputError(
+                f"{where}: narrowgate models take PIL images, got {', '.join(others)} (video or audio?)"
+            )
         return where, key, visuals
 
     def _encode(
@@ -217,7 +227,9 @@ class NarrowgateModel(lmms):
         layouts = []
         for row, where in enumerate(wheres):
             try:
-                (layout,) = find_layouts(inputs["input_ids"][row : row + 1], inputs["attention_mask"][row : row + 1], self.family_ids)
+                (layout,) = find_layouts(
+                    inputs["input_ids"][row : row + 1], inputs["attention_mask"][row : row + 1], self.family_ids
+                )
             except ValueError as error:
                 raise NarrowgateInputError(f"{where}: malformed image span in the processed prompt: {error}") from error
             if len(layout.spans) != len(visuals[row]):
@@ -241,14 +253,18 @@ class NarrowgateModel(lmms):
             "knockout": KNOCKOUT_SEMANTICS[condition.knockout] if "knockout" in reads else None,
             "layout": layout.to_dict(),
             # the attention edges cut: queries at positions >= first_query do not read these keys
-            "cut": [{"first_query": cut.first_query, "keys": as_ranges(cut.keys)} for cut in condition.knockouts(layout)],
+            "cut": [
+                {"first_query": cut.first_query, "keys": as_ranges(cut.keys)} for cut in condition.knockouts(layout)
+            ],
         }
 
     def _generate_options(self, gen_kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         ignored = sorted(set(gen_kwargs) - {"until", *GENERATE_OPTIONS} - self._warned)
         if ignored and self.rank == 0:
             self._warned.update(ignored)
-            logger.warning(f"{self.model_name}: ignoring generation_kwargs {', '.join(ignored)} (used: until, {', '.join(GENERATE_OPTIONS)})")
+            logger.warning(
+                f"{self.model_name}: ignoring generation_kwargs {', '.join(ignored)} (used: until, {', '.join(GENERATE_OPTIONS)})"
+            )
         until = gen_kwargs.get("until") or []
         until = [stop for stop in ([until] if isinstance(until, str) else until) if stop]
         options = {name: gen_kwargs[name] for name in GENERATE_OPTIONS if gen_kwargs.get(name) is not None}
@@ -268,7 +284,9 @@ class NarrowgateModel(lmms):
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Batched (left padding), greedy unless asked, cut at the first ``until`` string; request order kept."""
-        collator = Collator(requests, sort_fn=lambda r: (-len(r.args[0]), r.args[3]), group_fn=lambda r: r.args[1], grouping=True)
+        collator = Collator(
+            requests, sort_fn=lambda r: (-len(r.args[0]), r.args[3]), group_fn=lambda r: r.args[1], grouping=True
+        )
         outputs: list[str] = []
         progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.model_name} generate")
         for batch in collator.get_batched(n=self.batch_size):
@@ -281,7 +299,9 @@ class NarrowgateModel(lmms):
             with torch.inference_mode(), intervene(self.model, self.condition, layouts):
                 generated = self.model.generate(**inputs, **options)
             new_tokens = generated[:, inputs["input_ids"].shape[1] :]
-            for request, prompt, layout, text in zip(batch, prompts, layouts, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+            for request, prompt, layout, text in zip(
+                batch, prompts, layouts, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            ):
                 for stop in until:
                     text = text.split(stop)[0]
                 attach(request, self._audit(prompt, layout))
@@ -333,4 +353,3 @@ class NarrowgateModel(lmms):
             f"{self.model_name}: multi-round generation is not supported by narrowgate models (a condition is defined "
             "for one image prompt and its answer); use single-round generate_until or loglikelihood tasks"
         )
-

@@ -9,7 +9,7 @@ returns float32 pixels that the model does not cast itself.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from model_wrappers.base import NarrowgateModel
 from narrowgate_tasks.prompts import completion_suffix
@@ -18,7 +18,7 @@ from narrowgate_tasks.prompts import completion_suffix
 class ChameleonModel(NarrowgateModel):
     family = "chameleon"
     prompt_template = "{images}{text}"
-    processor_kwargs = {"return_for_text_completion": True}
+    processor_kwargs: ClassVar[dict[str, Any]] = {"return_for_text_completion": True}
 
     def format_prompt(self, text: str, n_images: int) -> str:
         return super().format_prompt(text + completion_suffix(text), n_images)

@@ -58,7 +58,9 @@ def check_model(name: str, model_args: str | None) -> None:
     parsed = model_args if isinstance(model_args, dict) else simple_parse_args_string(model_args or "")
     condition = parsed.get("condition")
     if condition is not None and condition not in CONDITION_NAMES:
-        raise ValueError(f"unknown condition {condition!r} in --model_args; valid conditions: {', '.join(CONDITION_NAMES)}")
+        raise ValueError(
+            f"unknown condition {condition!r} in --model_args; valid conditions: {', '.join(CONDITION_NAMES)}"
+        )
 
 
 def missing_outputs(args: Any, results: dict | None, started: float) -> list[str]:
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import lmms_eval.__main__ as lmms_cli
 
-    rank = int(os.environ.get("RANK", 0))
+    rank = int(os.environ.get("RANK", "0"))
     failures: list[str] = []
     evaluate_one = lmms_cli.cli_evaluate_single
 
@@ -109,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{args.model} on {args.tasks}: {type(error).__name__}: {error}")
             raise
         if rank == 0:
-            failures.extend(f"{args.model} on {args.tasks}: {problem}" for problem in missing_outputs(args, results, started))
+            failures.extend(
+                f"{args.model} on {args.tasks}: {problem}" for problem in missing_outputs(args, results, started)
+            )
         return results, samples
 
     lmms_cli.cli_evaluate_single = observed

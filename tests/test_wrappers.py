@@ -25,21 +25,28 @@ import pytest
 import torch
 
 from interventions import CONDITIONS, FAMILIES, family_spec, find_layouts, intervene, make_condition
-from model_wrappers.registry import CONDITION_NAMES, FAMILY_WRAPPERS, model_class, model_names
+from model_wrappers.registry import CONDITION_NAMES, FAMILY_WRAPPERS, model_class
 from narrowgate.launcher import tasks_dir
 from narrowgate.tiny import TINY_FAMILIES
 
 SMOKE = "narrowgate_smoke_vqa"
 LIMIT = 4
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# CLI runs go two at a time on a 2-core machine: one thread each (torchrun sets the same itself).
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+}
 
 
 # ------------------------------------------------------------------------------------------- helpers
 
 
 def run(command: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, check=False, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
 def read_samples(output: Path, task: str) -> dict[int, dict]:
@@ -120,7 +127,9 @@ def assert_equals_engine(engine: Engine, samples: dict[int, dict], condition: st
         assert audit["condition"]["name"] == condition
         images = task.doc_to_visual(task.eval_docs[doc_id])
         expected = engine.generate(audit, images, max_new_tokens)
-        assert raw_response(sample) == expected, f"doc {doc_id}: the wrapper's output differs from the engine's generate"
+        assert raw_response(sample) == expected, (
+            f"doc {doc_id}: the wrapper's output differs from the engine's generate"
+        )
 
 
 def evaluate(lm, task: str = SMOKE, include_path: str | list[str] | None = None, limit: int | None = LIMIT) -> dict:
@@ -131,7 +140,9 @@ def evaluate(lm, task: str = SMOKE, include_path: str | list[str] | None = None,
     from model_wrappers.audit import lift_audits
 
     manager = TaskManager("ERROR", include_path=include_path or tasks_dir(), include_defaults=False)
-    results = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit, log_samples=True, verbosity="ERROR")
+    results = evaluator.simple_evaluate(
+        model=lm, tasks=[task], task_manager=manager, limit=limit, log_samples=True, verbosity="ERROR"
+    )
     assert task in results["results"]
     return {sample["doc_id"]: sample for sample in lift_audits(results["samples"][task])}
 
@@ -253,6 +264,25 @@ def test_bad_model_args_fail_before_loading(tmp_path):
         model_class("chameleon_gate_ablate")
 
 
+def test_launcher_reports_missing_results(tmp_path):
+    """lmms-eval's CLI exits 0 whatever happened; the launcher checks for real results and files."""
+    import argparse
+    import time
+
+    from narrowgate.launcher import missing_outputs
+
+    started = time.time()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "x_results.json").write_text("{}")
+    (tmp_path / "model" / "x_samples_a.jsonl").write_text("")
+    args = argparse.Namespace(tasks="a,b", output_path=str(tmp_path), log_samples=True)
+    results = {"results": {"a": {}}, "configs": {"a": {}}}
+    assert missing_outputs(args, results, started) == ["no results for task 'b'"]
+    results = {"results": {"a": {}, "b": {}}, "configs": {"a": {}, "b": {}}}
+    assert missing_outputs(args, results, started) == ["no samples written for task 'b' under " + str(tmp_path)]
+    assert missing_outputs(args, None, started) == ["lmms-eval returned no results"]
+
+
 # ------------------------------------------------------------------------- conditions, in process
 
 
@@ -368,7 +398,9 @@ def test_cli_image_ablated_equals_the_engine(cli_runs, engine, family):
     for sample in samples.values():
         audit = sample["narrowgate"]
         span = audit["layout"]["spans"][0]
-        assert audit["cut"] == [{"first_query": span["gate"][-1] + 1, "keys": [[(span["start"] or span["image"])[0], span["gate"][-1] + 1]]}]
+        assert audit["cut"] == [
+            {"first_query": span["gate"][-1] + 1, "keys": [[(span["start"] or span["image"])[0], span["gate"][-1] + 1]]}
+        ]
 
 
 def test_baseline_differs_from_image_ablated(cli_runs, tiny_dir):
@@ -401,7 +433,9 @@ def test_two_processes_equal_one(cli_runs, tiny_dir, tmp_path):
     two = read_samples(output, SMOKE)
     one = read_samples(cli_runs["chameleon"][1], SMOKE)
     assert {d: raw_response(s) for d, s in two.items()} == {d: raw_response(s) for d, s in one.items()}
-    assert {d: s["narrowgate"]["prompt"] for d, s in two.items()} == {d: s["narrowgate"]["prompt"] for d, s in one.items()}
+    assert {d: s["narrowgate"]["prompt"] for d, s in two.items()} == {
+        d: s["narrowgate"]["prompt"] for d, s in one.items()
+    }
 
 
 def test_cli_unknown_names_list_the_valid_ones(tiny_dir, tmp_path):
