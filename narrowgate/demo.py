@@ -19,7 +19,7 @@ SMOKE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="runs/demo", help="output folder (default runs/demo); reruns resume")
     parser.add_argument(
-        "--config", default=str(SMOKE_CONFIG), help=f"grid config (default the repository's configs/smoke.yaml)"
+        "--config", default=str(SMOKE_CONFIG), help="grid config (default the repository's configs/smoke.yaml)"
     )
     parser.add_argument("--limit", type=int, default=None, help="documents per task (default: the config's)")
 

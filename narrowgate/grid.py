@@ -10,8 +10,9 @@ Output layout::
 
     OUTPUT/grid.json                          the config as run + each cell's status (rewritten atomically)
     OUTPUT/_checkpoints/<family>-seed<N>/     tiny checkpoints materialised for ``tiny:`` models
-    OUTPUT/<model>/<condition>/<task>/        one finished cell: cell.json, <model>/<date>_results.json,
-                                              <model>/<date>_samples_<task>.jsonl (lmms-eval's format)
+    OUTPUT/<model>/<condition>/<task>/        one finished cell: cell.json (points to the files below),
+                                              <checkpoint>/<date>_results.json and
+                                              <checkpoint>/<date>_samples_<task>.jsonl (lmms-eval's format)
 
 Config (YAML, read with ``yaml.safe_load``)::
 
@@ -403,13 +404,12 @@ class CellStatus:
 
 @dataclass
 class GridReport:
-    """What one run of the grid did: per-cell statuses of the selected cells (in grid order) and which
-    models it loaded; ``others`` are the config's cells outside this run's --only selection."""
+    """What one run of the grid did: the statuses of the selected cells (in grid order); ``others`` are
+    the config's cells outside this run's --only selection, as recorded before."""
 
     output: Path
     statuses: list[CellStatus]
     others: list[CellStatus] = field(default_factory=list)
-    models_loaded: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[CellStatus]:
@@ -464,9 +464,9 @@ def run_grid(
             continue
         expected = cell.record(limit)
         if stored.get("spec") != expected:
+            changes = "; ".join(_differences(stored.get("spec"), expected))
             raise ConfigError(
-                f"{cell_dir(output, cell)} holds results of a different setup than the config asks for "
-                f"(stored {json.dumps(stored.get('spec'), sort_keys=True)}, asked {json.dumps(expected, sort_keys=True)}); "
+                f"{cell_dir(output, cell)} holds results of another setup ({changes}); "
                 f"use a fresh --output folder or delete that cell's folder"
             )
         statuses[cell.id].status = "skipped"
@@ -486,7 +486,6 @@ def run_grid(
             import model_wrappers
 
             lm = model_wrappers.load_model(model.family, pretrained, **model.model_args)
-            report.models_loaded.append(model.name)
         except Exception as error:  # every cell of this model fails with the load error
             for cell in model_cells:
                 _fail(statuses[cell.id], error, 0.0, log)
@@ -507,11 +506,14 @@ def run_grid(
         del lm
         _free_memory()
     if report.failed:
-        log(f"{len(report.failed)} cell(s) failed: {', '.join(s.cell for s in report.failed)} (details in {output / GRID_FILE})")
+        failed = ", ".join(s.cell for s in report.failed)
+        log(f"{len(report.failed)} cell(s) failed: {failed} (details in {output / GRID_FILE})")
     return report
 
 
-def _run_cell(lm, cell: Cell, output: Path, pretrained: str, limit, task_manager, verbosity: str, on_cell_start) -> None:
+def _run_cell(
+    lm, cell: Cell, output: Path, pretrained: str, limit, task_manager, verbosity: str, on_cell_start
+) -> None:
     """Evaluate one cell into a partial folder, then move it into place and write its marker last."""
     from lmms_eval import evaluator
     from lmms_eval.loggers import EvaluationTracker
@@ -566,6 +568,17 @@ def _run_cell(lm, cell: Cell, output: Path, pretrained: str, limit, task_manager
             "pretrained_path": pretrained,
         },
     )
+
+
+def _differences(stored: Any, asked: Any, key: str = "") -> list[str]:
+    """Where two cell records differ, as ``key: stored X, now Y`` lines."""
+    if isinstance(stored, dict) and isinstance(asked, dict):
+        return [
+            line
+            for k in dict.fromkeys([*stored, *asked])
+            for line in _differences(stored.get(k), asked.get(k), f"{key}.{k}" if key else k)
+        ]
+    return [] if stored == asked else [f"{key}: stored {stored!r}, now {asked!r}"]
 
 
 def _one(paths: Iterable[Path], folder: Path, what: str) -> Path:
@@ -646,7 +659,9 @@ def _other_cells(output: Path, config: GridConfig, selected: dict[str, CellStatu
         if cell.id in selected:
             continue
         if cell.id in previous:
-            others.append(CellStatus(**{f: previous[cell.id].get(f) for f in ("cell", "status", "seconds", "error", "traceback")}))
+            others.append(
+                CellStatus(**{f: previous[cell.id].get(f) for f in ("cell", "status", "seconds", "error", "traceback")})
+            )
         else:
             others.append(CellStatus(cell.id, "skipped" if read_done(cell_dir(output, cell)) else "pending"))
     return others

@@ -98,7 +98,9 @@ def read_cells(directory: str | Path) -> list[CellResult]:
     """Every finished cell under ``directory`` (a ``narrowgate grid`` output folder)."""
     found = iter_done_cells(directory)
     if not found:
-        raise ValueError(f"no finished grid cells under {directory} (looked for */*/*/cell.json); run `narrowgate grid` first")
+        raise ValueError(
+            f"no finished grid cells under {directory} (looked for */*/*/cell.json); run `narrowgate grid` first"
+        )
     return [_read_cell(folder, record) for folder, record in found]
 
 
@@ -264,7 +266,11 @@ def _entry(group, base, column: Column, n_resamples: int, confidence: float, see
         )
     docs = sorted(treated, key=str)
     delta = paired_bootstrap(
-        [baseline[d] for d in docs], [treated[d] for d in docs], n_resamples=n_resamples, confidence=confidence, seed=seed
+        [baseline[d] for d in docs],
+        [treated[d] for d in docs],
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
     )
     for cell in [*group, *base]:
         mean = sum(cell.scores[column.metric].values()) / len(cell.scores[column.metric])
@@ -325,7 +331,11 @@ def legend(board: Leaderboard) -> str:
 
 
 def _number(x: float) -> str:
-    return f"{x:.3f}"
+    return f"{x:.3f}".replace("-0.000", "0.000")
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.3f}".replace("-0.000", "+0.000")
 
 
 def _p(p: float) -> str:
@@ -339,9 +349,9 @@ def _value_text(entry: Entry) -> str:
 def _delta_text(entry: Entry) -> str:
     if entry.delta is not None:
         d = entry.delta
-        return f"Δ {d.delta:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}] {_p(d.p_value)}"
+        return f"Δ {_signed(d.delta)} [{_signed(d.ci_low)}, {_signed(d.ci_high)}] {_p(d.p_value)}"
     if entry.plain_delta is not None:
-        return f"Δ {entry.plain_delta:+.3f}"
+        return f"Δ {_signed(entry.plain_delta)}"
     return ""
 
 
@@ -369,7 +379,9 @@ def _csv(board: Leaderboard) -> str:
     parts = ("value", "std", "delta", "ci_low", "ci_high", "p", "n")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["model", "condition", "seeds", *(f"{c.task}:{c.metric}:{part}" for c in board.columns for part in parts)])
+    writer.writerow(
+        ["model", "condition", "seeds", *(f"{c.task}:{c.metric}:{part}" for c in board.columns for part in parts)]
+    )
     for row in board.rows:
         line: list[Any] = [row.model, row.condition, row.seeds]
         for column in board.columns:
@@ -419,9 +431,9 @@ def _latex(board: Leaderboard) -> str:
             if entry.delta is not None:
                 d = entry.delta
                 p = r"p<0.001" if d.p_value < 0.001 else f"p={d.p_value:.3f}"
-                text += rf" ($\Delta {d.delta:+.3f}$ [${d.ci_low:+.3f}$, ${d.ci_high:+.3f}$], ${p}$)"
+                text += rf" ($\Delta {_signed(d.delta)}$ [${_signed(d.ci_low)}$, ${_signed(d.ci_high)}$], ${p}$)"
             elif entry.plain_delta is not None:
-                text += rf" ($\Delta {entry.plain_delta:+.3f}$)"
+                text += rf" ($\Delta {_signed(entry.plain_delta)}$)"
             cells.append(text)
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -442,10 +454,15 @@ img { max-width: 100%; margin-top: 1.5rem; }
 
 def _html(board: Leaderboard) -> str:
     alpha = 1 - board.confidence
-    head = "".join(f"<th>{html.escape(text)}</th>" for text in ["model", "condition", *(c.label for c in board.columns)])
+    head = "".join(
+        f"<th>{html.escape(text)}</th>" for text in ["model", "condition", *(c.label for c in board.columns)]
+    )
     body = []
     for row in board.rows:
-        tds = [f'<td class="name">{html.escape(row.model)}</td>', f'<td class="name">{html.escape(_condition_text(row))}</td>']
+        tds = [
+            f'<td class="name">{html.escape(row.model)}</td>',
+            f'<td class="name">{html.escape(_condition_text(row))}</td>',
+        ]
         for column in board.columns:
             entry = row.entries.get(column)
             if entry is None:
@@ -464,7 +481,7 @@ def _html(board: Leaderboard) -> str:
     image = base64.b64encode(plot_png(board)).decode("ascii")
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in board.notes)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         "<title>narrowgate leaderboard</title>\n"
         f"<style>{_CSS}</style>\n</head>\n<body>\n"
         "<h1>narrowgate leaderboard</h1>\n"
@@ -495,10 +512,14 @@ def plot_png(board: Leaderboard) -> bytes:
     width = 0.8 / len(conditions)
     colours = plt.get_cmap("tab10")
     fig, axes = plt.subplots(
-        len(tasks), 1, figsize=(max(6.0, 1.2 * len(models) * max(1, len(conditions)) / 3 + 2), 3.2 * len(tasks)), squeeze=False
+        len(tasks),
+        1,
+        figsize=(max(6.0, 1.2 * len(models) * max(1, len(conditions)) / 3 + 2), 3.2 * len(tasks)),
+        squeeze=False,
     )
     for ax, task in zip(axes[:, 0], tasks):
         column = Column(task, board.primary[task])
+        tops, bottoms = [0.0], [0.0]
         for j, condition in enumerate(conditions):
             xs, heights, errors = [], [], []
             for i, model in enumerate(models):
@@ -510,10 +531,14 @@ def plot_png(board: Leaderboard) -> bytes:
                 errors.append(entry.std)
             if xs:
                 yerr = None if all(e is None for e in errors) else [e or 0.0 for e in errors]
+                tops.extend(h + (e or 0.0) for h, e in zip(heights, errors))
+                bottoms.extend(h - (e or 0.0) for h, e in zip(heights, errors))
                 ax.bar(xs, heights, width, yerr=yerr, capsize=3, label=condition, color=colours(j % 10))
         ax.set_title(column.label)
         ax.set_xticks(range(len(models)), models)
         ax.set_xlim(-0.5, len(models) - 0.5)
+        span = max(tops) - min(bottoms)  # ~0 for a random-weight model: show the 0..1 range, not float noise
+        ax.set_ylim(min(0.0, min(bottoms) - 0.1 * span), max(tops) + 0.15 * span if span > 1e-6 else 1.0)
         ax.set_ylabel(column.metric)
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()

@@ -55,7 +55,12 @@ def test_paper_table1_config():
     }
     labels = [c.label for c in config.conditions]
     assert list(dict.fromkeys(labels)) == [
-        "baseline", "gate_ablated", "gate_only", "image_ablated", "last_image_ablated", "random_image_ablated"
+        "baseline",
+        "gate_ablated",
+        "gate_only",
+        "image_ablated",
+        "last_image_ablated",
+        "random_image_ablated",
     ]
     assert [c.seed for c in config.conditions if c.repeated] == [0, 1, 2]
     assert len(config.cells()) == 7 * 8 * 3
@@ -91,15 +96,24 @@ def test_cells_ids_and_order():
         ({"models": DELETE}, r"models: missing \(required\)"),
         ({"tasks": "narrowgate_smoke_vqa"}, r"tasks: expected a non-empty list of names"),
         ({"limit": 0}, r"limit: expected a positive integer or null, got 0"),
-        ({"models__0__family": "chamelon"}, r"models\[0\]\.family: unknown family 'chamelon'; known families: chameleon, emu3"),
+        (
+            {"models__0__family": "chamelon"},
+            r"models\[0\]\.family: unknown family 'chamelon'; known families: chameleon, emu3",
+        ),
         ({"models__0__pretrained": "x/y"}, r"models\[0\]: give exactly one of `pretrained:`"),
         ({"models__0__tiny": DELETE}, r"models\[0\]: give exactly one of `pretrained:`"),
         ({"models__0__tiny": {"sede": 1}}, r"models\[0\]\.tiny\.sede: unknown key; valid keys here: seed"),
         ({"models__0__name": "org/model"}, r"models\[0\]\.name: expected letters, digits"),
-        ({"models__0__model_args": {"condition": "gate_ablated"}}, r"models\[0\]\.model_args\.condition: is set by the grid"),
+        (
+            {"models__0__model_args": {"condition": "gate_ablated"}},
+            r"models\[0\]\.model_args\.condition: is set by the grid",
+        ),
         ({"models__0__model_args": {"device": ["cpu"]}}, r"models\[0\]\.model_args\.device: expected a single value"),
         ({"models__0__colour": 1}, r"models\[0\]\.colour: unknown key; valid keys here: name, family, pretrained"),
-        ({"conditions__0": "gate_ablatd"}, r"conditions\[0\]: unknown condition 'gate_ablatd'; valid conditions: baseline"),
+        (
+            {"conditions__0": "gate_ablatd"},
+            r"conditions\[0\]: unknown condition 'gate_ablatd'; valid conditions: baseline",
+        ),
         ({"conditions__1__seeds": [0, 1]}, r"conditions\[1\]: give only one of seed, seeds, repeats"),
         ({"conditions__1__repeats": 0}, r"conditions\[1\]\.repeats: expected a positive integer, got 0"),
         ({"conditions__1__knockout": "soft"}, r"conditions\[1\]: unknown knockout 'soft'; valid: zero, mask"),
@@ -140,11 +154,13 @@ def test_relative_pretrained_paths_resolve_against_the_config(tmp_path):
 
 def test_cli_reports_config_errors(tmp_path, capsys):
     path = tmp_path / "g.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         tasks: [narrowgate_smoke_vqa]
         conditions: [baseline]
         models: [{name: m, family: nope, tiny: true}]
-    """))
+    """)
+    )
     assert main(["grid", str(path), "--output", str(tmp_path / "out")]) == 2
     assert "models[0].family: unknown family 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -238,7 +254,10 @@ def test_leaderboard_of_the_smoke_grid(reference, e2e_config):
     ]
     assert [c.label for c in board.columns] == [
         "narrowgate_smoke_vqa vqa_accuracy",
-        *(f"narrowgate_smoke_caption {m}" for m in ("cider_paper", "cider_ptb", "bleu4_ptb", "meteor_ptb", "rouge_l_ptb")),
+        *(
+            f"narrowgate_smoke_caption {m}"
+            for m in ("cider_paper", "cider_ptb", "bleu4_ptb", "meteor_ptb", "rouge_l_ptb")
+        ),
     ]
     for row in board.rows:
         assert set(row.entries) == set(board.columns)
@@ -303,24 +322,29 @@ def test_interrupted_grid_resumes_to_the_uninterrupted_result(reference, e2e_con
 def test_rerun_with_another_setup_is_refused(reference, e2e_config):
     from narrowgate.grid import run_grid
 
-    with pytest.raises(ConfigError, match=r"holds results of a different setup.*\"limit\": 1.*use a fresh --output"):
+    message = r"holds results of another setup \(limit: stored 2, now 1\); use a fresh --output"
+    with pytest.raises(ConfigError, match=message):
         run_grid(e2e_config, reference, limit=1)
 
 
 def test_failed_cells_are_recorded_and_the_exit_code_is_nonzero(tmp_path, capsys):
     path = tmp_path / "g.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         tasks: [narrowgate_smoke_vqa]
         limit: 2
         conditions: [baseline, gate_ablated]
         models:
           - {name: missing, family: chameleon, pretrained: ./no-such-checkpoint}
           - {name: tiny, family: chameleon, tiny: true}
-    """))
+    """)
+    )
     out = tmp_path / "out"
     assert main(["grid", str(path), "--output", str(out), "--only", "missing/*", "--only", "tiny/baseline/*"]) == 1
     cells = {c["cell"]: c for c in json.loads((out / "grid.json").read_text())["cells"]}
-    assert list(cells) == [f"{m}/{c}/narrowgate_smoke_vqa" for m in ("missing", "tiny") for c in ("baseline", "gate_ablated")]
+    assert list(cells) == [
+        f"{m}/{c}/narrowgate_smoke_vqa" for m in ("missing", "tiny") for c in ("baseline", "gate_ablated")
+    ]
     assert [c["status"] for c in cells.values()] == ["failed", "failed", "done", "pending"]  # the last: not selected
     assert "no-such-checkpoint" in cells["missing/baseline/narrowgate_smoke_vqa"]["error"]
     assert "2 cell(s) failed" in capsys.readouterr().err

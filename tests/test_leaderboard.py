@@ -31,7 +31,14 @@ def write_cell(root: Path, model: str, condition: ConditionSpec, task: str, orde
     sub = folder / "tiny"
     sub.mkdir(parents=True)
     results = {
-        "results": {task: {"alias": task, **{f"{m},none": v for m, v in aggregate.items()}, **{f"{m}_stderr,none": "N/A" for m in aggregate}, **{f"{m}_stderr_clt,none": 0.01 for m in aggregate}}},
+        "results": {
+            task: {
+                "alias": task,
+                **{f"{m},none": v for m, v in aggregate.items()},
+                **{f"{m}_stderr,none": "N/A" for m in aggregate},
+                **{f"{m}_stderr_clt,none": 0.01 for m in aggregate},
+            }
+        },
         "configs": {task: {"task": task, "metric_list": [{"metric": m} for m in aggregate]}},
     }
     (sub / "20250101_000000_results.json").write_text(json.dumps(results))
@@ -46,7 +53,7 @@ def write_cell(root: Path, model: str, condition: ConditionSpec, task: str, orde
         {
             "spec": cell.record(None),
             "order": list(order),
-            "results": f"tiny/20250101_000000_results.json",
+            "results": "tiny/20250101_000000_results.json",
             "samples": f"tiny/20250101_000000_samples_{task}.jsonl",
         },
     )
@@ -75,7 +82,10 @@ def grid(tmp_path_factory):
 
     def cap(cider, bleu):
         # CIDEr per image as a dict with a score field; BLEU only as data for a corpus aggregation
-        per = {"cider": [{"score": float(c), "pred": "y"} for c in cider], "bleu4": [{"pred": "y", "refs": ["x"]}] * len(cider)}
+        per = {
+            "cider": [{"score": float(c), "pred": "y"} for c in cider],
+            "bleu4": [{"pred": "y", "refs": ["x"]}] * len(cider),
+        }
         return per, {"cider": float(np.mean(cider)), "bleu4": bleu}
 
     write_cell(root, "A", BASE, VQA, (0, 0, 0), *vqa(vqa_base))
@@ -149,7 +159,10 @@ def test_markdown_csv_latex(grid):
 
     rows = list(csv.DictReader(io.StringIO(leaderboard.render(board, "csv"))))
     assert [(r["model"], r["condition"], r["seeds"]) for r in rows] == [
-        ("A", "baseline", "1"), ("A", "gate_ablated", "1"), ("A", "random_image_ablated", "3"), ("B", "gate_ablated", "1")
+        ("A", "baseline", "1"),
+        ("A", "gate_ablated", "1"),
+        ("A", "random_image_ablated", "3"),
+        ("B", "gate_ablated", "1"),
     ]
     assert float(rows[1][f"{VQA}:exact_match:delta"]) == pytest.approx(-0.25)
     assert float(rows[1][f"{VQA}:exact_match:p"]) < 0.001
@@ -197,7 +210,10 @@ def test_metric_selection(grid):
 
 def test_cli_writes_table_and_plot(grid, tmp_path, capsys):
     root, _, _ = grid
-    assert main(["leaderboard", str(root), "--format", "csv", "--plot", str(tmp_path / "p.png"), "--resamples", "200"]) == 0
+    assert (
+        main(["leaderboard", str(root), "--format", "csv", "--plot", str(tmp_path / "p.png"), "--resamples", "200"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("model,condition,seeds,")
     assert (tmp_path / "p.png").read_bytes().startswith(PNG_MAGIC)
@@ -228,7 +244,9 @@ def test_aggregate_that_is_not_the_per_sample_mean_is_noted(tmp_path):
 def test_failed_cells_of_the_grid_are_listed(tmp_path):
     write_cell(tmp_path, "A", BASE, VQA, (0, 0, 0), {"exact_match": [1.0]}, {"exact_match": 1.0})
     (tmp_path / "grid.json").write_text(
-        json.dumps({"cells": [{"cell": "A/baseline/x", "status": "done"}, {"cell": "A/gate_ablated/x", "status": "failed"}]})
+        json.dumps(
+            {"cells": [{"cell": "A/baseline/x", "status": "done"}, {"cell": "A/gate_ablated/x", "status": "failed"}]}
+        )
     )
     board = leaderboard.build(tmp_path, n_resamples=100)
     assert any("1 cell(s) failed and are missing: A/gate_ablated/x" in note for note in board.notes)
