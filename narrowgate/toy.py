@@ -284,84 +284,131 @@ def image_tokens(model: ChameleonForConditionalGeneration, pixel_values: torch.T
 
 
 @dataclass(frozen=True)
-class _Rows:
-    """Token templates for training rows: each prompt with its image placeholders, and the targets."""
+class Templates:
+    """Token ids of the training prompts, split where they stop sharing tokens.
 
-    prompts: dict[str, list[int]]  # kind -> processor ids of prompt_text(kind)
-    answers: dict[str, list[int]]  # answer word -> its ids + eos
-    captions: dict[tuple[str, str, str], list[list[int]]]  # combo -> each reference caption's ids + eos
+    Every prompt is ``prefix`` (bos, start-of-image, ``<image>`` x 64, the gate) followed by the
+    request of its kind (``suffixes``), exactly as the processor tokenizes ``prompt_text(kind)``.
+    """
+
+    prefix: tuple[int, ...]
+    suffixes: dict[str, tuple[int, ...]]  # kind (question kinds and "caption") -> ids after the gate
+    answers: dict[str, tuple[int, ...]]  # answer word -> its ids + eos
+    captions: dict[shapes.Combo, tuple[tuple[int, ...], ...]]  # combo -> each reference caption's ids + eos
     image_id: int
     pad_id: int
 
 
-def _rows(processor: ProcessorMixin) -> _Rows:
+def templates(processor: ProcessorMixin) -> Templates:
+    from PIL import Image
+
+    from interventions import family_spec
+
     tokenizer = processor.tokenizer
-    blank = shapes.draw(shapes.ShapeSpec("red", "circle", "left"))
-    kinds = [*shapes.QUESTION_KINDS, CAPTION_KIND]
-    prompt_ids = {
-        kind: processor(text=[prompt_text(kind)], images=[blank], return_for_text_completion=True)["input_ids"][0].tolist()
-        for kind in kinds
-    }
+    (gate,) = family_spec(FAMILY).token_ids(tokenizer).gate
+    blank = Image.new("RGB", (32, 32), shapes.BACKGROUND)
+    prefixes, suffixes = set(), {}
+    for kind in [*shapes.QUESTION_KINDS, CAPTION_KIND]:
+        ids = processor(text=[prompt_text(kind)], images=[blank], return_for_text_completion=True)["input_ids"][0].tolist()
+        cut = ids.index(gate) + 1
+        prefixes.add(tuple(ids[:cut]))
+        suffixes[kind] = tuple(ids[cut:])
+    if len(prefixes) != 1:
+        raise ValueError(f"the toy prompts do not share their image prefix: {sorted(prefixes)}")
 
-    def ids(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    def ids(text: str) -> tuple[int, ...]:
+        return (*tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id)
 
-    words = {word for kind in shapes.QUESTION_KINDS for word in shapes.vocabulary(kind)}
-    captions = {combo: [ids(c) for c in shapes.ShapeSpec(*combo).captions()] for combo in shapes.ALL_COMBOS}
-    return _Rows(prompt_ids, {w: ids(w) for w in sorted(words)}, captions, tokenizer.convert_tokens_to_ids("<image>"), tokenizer.pad_token_id)
+    words = sorted({word for kind in shapes.QUESTION_KINDS for word in shapes.vocabulary(kind)})
+    captions = {combo: tuple(ids(c) for c in shapes.ShapeSpec(*combo).captions()) for combo in shapes.ALL_COMBOS}
+    image_id = tokenizer.convert_tokens_to_ids(family_spec(FAMILY).placeholder)
+    return Templates(prefixes.pop(), suffixes, {w: ids(w) for w in words}, captions, image_id, tokenizer.pad_token_id)
 
 
-def _batch(
-    rows: _Rows, specs: Sequence[shapes.ShapeSpec], codes: torch.Tensor, caption_choice: Sequence[int], captions: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input_ids, text targets, image-code positions) for one step, right-padded.
+@dataclass(frozen=True)
+class Packed:
+    """One training batch: one row per drawing, its image prefix shared by all of its prompts.
 
-    The image placeholders are replaced by the image's VQ tokens, which is exactly what the model does
-    with ``pixel_values`` (it embeds the VQ tokens in the placeholders' places), minus the VQ encoder.
-    Targets are next-token targets aligned with the input (-100: no text loss at that position).
+    A row is the prefix (image placeholders replaced by the drawing's VQ tokens, which is what the model
+    does with ``pixel_values``) followed by one segment per prompt (request + target). ``attention_mask``
+    (additive, rows x 1 x L x L) lets a segment read the prefix and its own earlier tokens only, and
+    ``position_ids`` restart every segment right after the prefix, so each segment is computed exactly as
+    its prompt would be alone; the prefix is computed once instead of once per prompt.
+    ``text_targets``: the next token where it is a target (answer, eos, caption), else -100.
+    ``predicts_code``: positions whose next token is an image token (the "native" objective).
     """
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    text_targets: torch.Tensor
+    predicts_code: torch.Tensor
+
+
+def pack(
+    t: Templates, specs: Sequence[shapes.ShapeSpec], codes: torch.Tensor, caption_choice: Sequence[int], captions: bool
+) -> Packed:
+    """The batch of ``specs`` (drawings) with their VQ tokens ``codes``; ``caption_choice``: which
+    reference caption each drawing is trained on (when ``captions``)."""
     import torch
 
-    sequences: list[tuple[list[int], int, list[int]]] = []  # (ids, prompt length, image slots)
-    for spec, image_codes, choice in zip(specs, codes.tolist(), caption_choice):
-        targets = {kind: rows.answers[spec.answer(kind)] for kind in shapes.QUESTION_KINDS}
+    rows = []  # (ids, segment of each token, position ids, targets)
+    for spec, image_codes, choice in zip(specs, codes.tolist(), caption_choice, strict=True):
+        codes_left = iter(image_codes)
+        ids = [next(codes_left) if token == t.image_id else token for token in t.prefix]
+        segment, positions, targets = [0] * len(ids), list(range(len(ids))), [-100] * len(ids)
+        answers = {kind: t.answers[spec.answer(kind)] for kind in shapes.QUESTION_KINDS}
         if captions:
-            targets[CAPTION_KIND] = rows.captions[spec.combo][choice]
-        for kind, target in targets.items():
-            prompt = list(rows.prompts[kind])
-            slots = [i for i, token in enumerate(prompt) if token == rows.image_id]
-            for slot, code in zip(slots, image_codes, strict=True):
-                prompt[slot] = code
-            sequences.append((prompt + target, len(prompt), slots))
-    length = max(len(ids) for ids, _, _ in sequences)
-    input_ids = torch.full((len(sequences), length), rows.pad_id)
-    text_targets = torch.full((len(sequences), length), -100)
-    predicts_code = torch.zeros((len(sequences), length), dtype=torch.bool)
-    for r, (ids, n_prompt, slots) in enumerate(sequences):
+            answers[CAPTION_KIND] = t.captions[spec.combo][choice]
+        for number, (kind, answer) in enumerate(answers.items(), start=1):
+            part = [*t.suffixes[kind], *answer]
+            ids += part
+            segment += [number] * len(part)
+            positions += range(len(t.prefix), len(t.prefix) + len(part))
+            targets += [-100] * (len(t.suffixes[kind]) - 1) + list(answer) + [-100]
+        rows.append((ids, segment, positions, targets))
+    length = max(len(ids) for ids, *_ in rows)
+    n = len(rows)
+    input_ids = torch.full((n, length), t.pad_id)
+    segments = torch.full((n, length), -1)
+    position_ids = torch.zeros((n, length), dtype=torch.long)
+    text_targets = torch.full((n, length), -100)
+    for r, (ids, segment, positions, targets) in enumerate(rows):
         input_ids[r, : len(ids)] = torch.tensor(ids)
-        text_targets[r, n_prompt - 1 : len(ids) - 1] = torch.tensor(ids[n_prompt:])
-        predicts_code[r, slots[0] : slots[-1]] = True  # the next token is an image token (all but the first)
-    return input_ids, text_targets, predicts_code
+        segments[r, : len(ids)] = torch.tensor(segment)
+        position_ids[r, : len(ids)] = torch.tensor(positions)
+        text_targets[r, : len(ids)] = torch.tensor(targets)
+    index = torch.arange(length)
+    causal = index[None, :] <= index[:, None]
+    query, key = segments[:, :, None], segments[:, None, :]
+    allowed = causal & (((key == 0) & (query >= 0)) | (key == query))  # padding (-1) reads itself only
+    attention_mask = torch.zeros((n, 1, length, length)).masked_fill(~allowed[:, None], torch.finfo(torch.float32).min)
+    image = torch.tensor([token == t.image_id for token in t.prefix])
+    first, last = int(image.nonzero()[0]), int(image.nonzero()[-1])
+    predicts_code = torch.zeros((n, length), dtype=torch.bool)
+    predicts_code[:, first:last] = True  # the next token is an image token (all but the first)
+    return Packed(input_ids, position_ids, attention_mask, text_targets, predicts_code)
 
 
-def _loss(model: ChameleonForConditionalGeneration, input_ids: torch.Tensor, text_targets: torch.Tensor, predicts_code: torch.Tensor, image_loss: float) -> tuple[torch.Tensor, float]:
-    """Cross-entropy of the text targets (image tokens excluded from the softmax, as the model's forward
-    does), plus ``image_loss`` x cross-entropy of the next image token over the image codes only."""
+def loss(model: ChameleonForConditionalGeneration, batch: Packed, image_loss: float) -> tuple[torch.Tensor, float]:
+    """(loss to minimise, text loss): cross-entropy of the text targets (image tokens excluded from the
+    softmax, as the model's forward does) plus ``image_loss`` x cross-entropy of the next image token
+    over the image codes only."""
     import torch
     import torch.nn.functional as F
 
-    hidden = model.model(input_ids=input_ids).last_hidden_state
+    hidden = model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids).last_hidden_state
     image_cols = torch.tensor(model.model.vocabulary_mapping.image_tokens)
-    text = text_targets >= 0
+    text = batch.text_targets >= 0
     logits = model.lm_head(hidden[text])
     logits[:, image_cols] = torch.finfo(logits.dtype).min
-    loss = F.cross_entropy(logits, text_targets[text])
-    text_loss = float(loss)
+    total = F.cross_entropy(logits, batch.text_targets[text])
+    text_loss = float(total.detach())
     if image_loss > 0:
-        code_logits = model.lm_head(hidden[predicts_code])[:, image_cols]
-        next_codes = input_ids[:, 1:][predicts_code[:, :-1]]
-        loss = loss + image_loss * F.cross_entropy(code_logits, torch.searchsorted(image_cols, next_codes))
-    return loss, text_loss
+        code_logits = model.lm_head(hidden[batch.predicts_code])[:, image_cols]
+        next_codes = batch.input_ids[:, 1:][batch.predicts_code[:, :-1]]
+        total = total + image_loss * F.cross_entropy(code_logits, torch.searchsorted(image_cols, next_codes))
+    return total, text_loss
 
 
 def train(recipe: ToyRecipe, log: Callable[[str], None] = print) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
@@ -388,7 +435,7 @@ def _train(recipe: ToyRecipe, log: Callable[[str], None]) -> tuple[ChameleonForC
     used = len(torch.unique(codes))
     log(f"train-toy: {len(specs)} training drawings, codebook fitted ({used} of {model.config.vq_config.num_embeddings} codes used) "
         f"in {time.perf_counter() - start:.0f}s")
-    rows = _rows(processor)
+    t = templates(processor)
 
     for parameter in model.model.vqmodel.parameters():
         parameter.requires_grad_(False)
@@ -414,10 +461,10 @@ def _train(recipe: ToyRecipe, log: Callable[[str], None]) -> tuple[ChameleonForC
         index = order[cursor : cursor + recipe.batch_images]
         cursor += recipe.batch_images
         choice = torch.randint(5, (len(index),), generator=generator).tolist()
-        batch = _batch(rows, [specs[i] for i in index], codes[index], choice, recipe.captions)
-        loss, text_loss = _loss(model, *batch, recipe.image_loss)
+        batch = pack(t, [specs[i] for i in index.tolist()], codes[index], choice, recipe.captions)
+        total, text_loss = loss(model, batch, recipe.image_loss)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
