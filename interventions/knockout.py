@@ -9,8 +9,9 @@ forward's KV positions to the bound Session:
   rows run SDPA on values with K's rows zeroed. Rows are split only where a knockout starts after some
   of its keys are visible (gate_only: the image reads itself, the text after the gate must not); a
   knockout whose queries start at or before its first key (Q = all) is applied to every row, which is
-  exact because earlier rows cannot see K (causality) and keeps SDPA's causal kernel. Value widths
-  never change (a [v, masked v] concatenation would push torch onto its slow math kernel) and no
+  exact because earlier rows cannot see K (causality) and keeps SDPA's causal kernel. A single query
+  (a decoding step) zeroes its few probabilities directly rather than copying the value cache. Value
+  widths never change (a [v, masked v] concatenation would push torch onto its slow math kernel) and no
   per-head masks are built. ``mask``: a boolean mask restricted to the affected rows; a query whose
   every visible key is cut reads nothing (output 0, SDPA's rule for an all-False row).
 - ``narrowgate_eager`` (reference): eager attention with the probabilities zeroed after the softmax
@@ -170,10 +171,13 @@ class Knockouts:
         outputs = []
         for chunk in self.chunks:
             rows = query if len(self.chunks) == 1 else query[:, :, chunk.start:chunk.stop]
-            values = value
-            if chunk.blocked is not None and not self.mask_semantics:
+            if chunk.blocked is None or self.mask_semantics:
+                outputs.append(sdpa_attention_forward(module, rows, key, value, chunk.mask, **kwargs)[0])
+            elif rows.shape[2] == 1:
+                outputs.append(_one_query_zero(module, rows, key, value, chunk, **kwargs))
+            else:
                 values = value.masked_fill(chunk.blocked, 0)
-            outputs.append(sdpa_attention_forward(module, rows, key, values, chunk.mask, **kwargs)[0])
+                outputs.append(sdpa_attention_forward(module, rows, key, values, chunk.mask, **kwargs)[0])
         return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), None
 
     def reference_attention(self, module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -199,6 +203,23 @@ class Knockouts:
         dropped = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
         output = torch.matmul(dropped, value).transpose(1, 2).contiguous()
         return output, probs
+
+
+def _one_query_zero(module, query, key, value, chunk: _Chunk, dropout=0.0, scaling=None, **kwargs) -> torch.Tensor:
+    """``zero`` for a single query row (a decoding step): the probabilities of one row are cheap to
+    form, so they are zeroed directly instead of copying the whole value cache at every layer and step.
+    Key/value heads are shared by reshaping the query (no repeat_kv copies)."""
+    batch, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    grouped = query.reshape(batch, kv_heads, heads // kv_heads, dim)
+    scaling = dim**-0.5 if scaling is None else scaling
+    scores = torch.matmul(grouped, key.transpose(2, 3)) * scaling
+    if chunk.mask is not None:
+        scores = scores.masked_fill(~chunk.mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+    probs = probs.masked_fill(chunk.blocked.transpose(2, 3), 0.0)
+    probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
+    return torch.matmul(probs, value).reshape(batch, 1, heads, dim)
 
 
 def _fast_attention(module, query, key, value, attention_mask, **kwargs):
