@@ -1,17 +1,19 @@
 """Speed and memory of the attention knockout on a Chameleon-shaped model at the real sequence length.
 
-A random-weight ChameleonForConditionalGeneration with Chameleon-7B's depth (32 layers) but a smaller
-width (default 256: 4 heads of 64), fed BOS, <racm3:break>, 1024 image tokens, <eoss> and a VQA-style prompt
-(the image tokens stay placeholders: the VQ encoder is not what is measured). For every condition it
-times the prefill and a 20-token greedy generation as a ratio to the same model with no
-intervention, the eager reference (the authors' post-softmax method) as a ratio to the fast path, and
-the peak resident-memory growth of a prefill (each measured in a fresh process) as a ratio to no
-intervention. Variants are timed in interleaved rounds and the median is kept, so that a busy machine
-biases all of them alike.
+A random-weight ChameleonForConditionalGeneration with Chameleon-7B's depth and head count (32 layers,
+32 heads) but a smaller width (default 256, so heads of 8), fed BOS, <racm3:break>, 1024 image
+tokens, <eoss> and a VQA-style prompt (the image tokens stay placeholders: the VQ encoder is not what
+is measured). It first checks at this length that the fast path's logits equal the eager
+reference's. Then, for every condition, it times the prefill and a 20-token greedy generation as a
+ratio to the same model with no intervention, the eager reference (the authors' post-softmax method)
+as a ratio to the fast path, and the peak resident-memory growth of one prefill (each in a fresh
+process) as a ratio to no intervention. Variants are timed in interleaved rounds and the median is
+kept, so that a busy machine biases all of them alike; on a shared machine, ``--threads 1 --clock
+cpu`` gives steadier ratios. The eager reference's cost grows with the number of heads (it
+materialises heads x queries x keys probabilities), so ``--heads`` moves its ratio; the fast path's
+ratios hardly move.
 
-It first checks, at this length, that the fast path's logits equal the eager reference's.
-
-    python benchmarks/knockout.py [--threads 2] [--rounds 3] [--hidden 256] [--head-dim 64]
+    python benchmarks/knockout.py [--threads 2] [--clock wall|cpu] [--rounds 3] [--hidden 256] [--heads 32]
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ VARIANTS = [
 ]
 
 
-def build(hidden: int, head_dim: int):
+def build(hidden: int, heads: int):
     """The model, its inputs and layouts (ids from the tiny Chameleon tokenizer, never hard-coded)."""
     from transformers import ChameleonForConditionalGeneration
 
@@ -63,7 +65,7 @@ def build(hidden: int, head_dim: int):
     config.hidden_size = hidden
     config.intermediate_size = int(hidden * 11008 / 4096)
     config.num_hidden_layers = 32
-    config.num_attention_heads = config.num_key_value_heads = hidden // head_dim
+    config.num_attention_heads = config.num_key_value_heads = heads
     config.max_position_embeddings = 4096
     torch.manual_seed(0)
     model = ChameleonForConditionalGeneration(config).eval()
@@ -120,7 +122,7 @@ def memory_growth(args_and_variant) -> float:
     """Peak resident-memory growth (MB) during one prefill, sampled every millisecond in a fresh process."""
     args, variant = args_and_variant
     torch.set_num_threads(args.threads)
-    model, inputs, layouts, _ = build(args.hidden, args.head_dim)
+    model, inputs, layouts, _ = build(args.hidden, args.heads)
     peak, done = [0.0], threading.Event()
 
     def sample():
@@ -144,7 +146,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hidden", type=int, default=256, help="model width")
-    parser.add_argument("--head-dim", type=int, default=64, help="attention head size (Chameleon-7B: 128)")
+    parser.add_argument("--heads", type=int, default=32, help="attention heads (Chameleon-7B: 32)")
     parser.add_argument(
         "--clock",
         choices=("wall", "cpu"),
@@ -156,7 +158,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
 
-    model, inputs, layouts, suppress = build(args.hidden, args.head_dim)
+    model, inputs, layouts, suppress = build(args.hidden, args.heads)
     config = model.config
     print(
         f"Chameleon-shaped model: {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
