@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .conditions import Condition, canonical_layers, example_seed, resolve_layers
-from .layouts import Layout
+from .layouts import Layout, batch_layouts
 from .session import Forward, bound
 
 
@@ -26,8 +26,8 @@ class _GatePart:
         self.what = what
         self.layers = frozenset(layers)
         self.counts = tuple(sum(len(span.gate) for span in layout.spans) for layout in layouts)
-        self.rows = torch.tensor([layout.row for layout in layouts for span in layout.spans for _ in span.gate])
-        self.positions = torch.tensor([p for layout in layouts for span in layout.spans for p in span.gate])
+        self.rows = torch.tensor([layout.row for layout in layouts for span in layout.spans for _ in span.gate], dtype=torch.long)
+        self.positions = torch.tensor([p for layout in layouts for span in layout.spans for p in span.gate], dtype=torch.long)
         self.batch = len(layouts)
         self.reset()
 
@@ -144,9 +144,10 @@ def record_gate(model: torch.nn.Module, layouts: Sequence[Layout], layers=None) 
         with record_gate(model, layouts) as source:
             model(**source_inputs)
     """
+    layouts = batch_layouts(layouts)
     with bound(model) as session:
         recording = GateRecording(resolve_layers(canonical_layers(layers), session.num_layers), len(layouts))
-        with _edit(session, _Recorder(recording, layouts)):
+        with attach_edit(session, _Recorder(recording, layouts)):
             yield recording
 
 
@@ -161,14 +162,16 @@ def patch_gate(
         with patch_gate(model, source, target_layouts, layers=[l]):
             logits = model(**target_inputs).logits
     """
+    layouts = batch_layouts(layouts)
     with bound(model) as session:
         chosen = recording.layers if layers is None else resolve_layers(canonical_layers(layers), session.num_layers)
-        with _edit(session, _Patcher(recording, layouts, chosen)):
+        with attach_edit(session, _Patcher(recording, layouts, chosen)):
             yield
 
 
 @contextmanager
-def _edit(session, part: _GatePart) -> Iterator[None]:
+def attach_edit(session, part: _GatePart) -> Iterator[None]:
+    """Apply ``part`` to the session's forwards inside the block."""
     session.edits.append(part)
     try:
         yield

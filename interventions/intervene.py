@@ -8,9 +8,9 @@ from contextlib import contextmanager
 import torch
 
 from .conditions import Condition, make_condition
-from .gate import GateRandomizer, _edit
+from .gate import GateRandomizer, attach_edit
 from .knockout import Knockouts
-from .layouts import Layout
+from .layouts import Layout, batch_layouts
 from .session import bound
 
 
@@ -28,7 +28,7 @@ def intervene(
     """
     if isinstance(condition, str):
         condition = make_condition(condition)
-    layouts = tuple(layouts)
+    layouts = batch_layouts(layouts)
     if condition.name != "baseline":
         empty = [layout.row for layout in layouts if not layout.spans]
         if empty:
@@ -44,7 +44,7 @@ def intervene(
         try:
             if condition.edits_gate:
                 randomizer = GateRandomizer(condition, layouts, session.num_layers, session.config.hidden_size)
-                with _edit(session, randomizer):
+                with attach_edit(session, randomizer):
                     yield
             else:
                 yield

@@ -37,7 +37,7 @@ from .session import FAST, REFERENCE, Forward, session_for
 
 @dataclass(frozen=True)
 class _Rule:
-    """One knockout of one row: from query position ``start`` on, keys ``keys`` are cut."""
+    """One knockout of one row: queries at KV positions >= first_query may not read ``keys``."""
 
     row: int
     first_query: int

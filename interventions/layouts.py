@@ -93,6 +93,19 @@ def find_layouts(
     return tuple(_row_layout(b, row, mask, ids) for b, (row, mask) in enumerate(zip(rows, masks)))
 
 
+def batch_layouts(layouts) -> tuple[Layout, ...]:
+    """Check that ``layouts`` describe one batch, one per row in row order (positions are per row, so
+    a layout applied to the wrong row would cut the wrong edges)."""
+    layouts = tuple(layouts)
+    for index, layout in enumerate(layouts):
+        if layout.row != index:
+            raise ValueError(
+                f"layouts[{index}] describes batch row {layout.row}; pass one layout per row in row order "
+                f"(for layouts computed row by row, use dataclasses.replace(layout, row={index}))"
+            )
+    return layouts
+
+
 def _row_layout(b: int, row: list[int], mask: list[int] | None, ids: FamilyIds) -> Layout:
     valid = [True] * len(row) if mask is None else [bool(m) for m in mask]
     if not any(valid):

@@ -546,6 +546,30 @@ def measure(
     }
 
 
+def smoke_accuracy(path: str | Path, conditions: Sequence[str] = CONDITIONS, limit: int | None = None) -> dict[str, float]:
+    """``narrowgate_smoke_vqa``'s VQA accuracy of the checkpoint at ``path`` through lmms-eval (the
+    registered Chameleon wrapper, in process, float32 on the CPU), for each condition on one load."""
+    from lmms_eval import evaluator
+    from lmms_eval.tasks import TaskManager
+
+    from interventions import make_condition
+    from model_wrappers import load_model
+    from narrowgate.launcher import apply_filelock_workaround, tasks_dir
+
+    apply_filelock_workaround()
+    task = "narrowgate_smoke_vqa"
+    manager = TaskManager("ERROR", include_path=tasks_dir(), include_defaults=False)
+    lm = load_model(FAMILY, str(path), device="cpu", dtype="float32", batch_size=8)
+    scores = {}
+    for condition in conditions:
+        lm.set_condition(make_condition(condition))
+        results = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit, verbosity="ERROR")
+        if results is None or task not in results.get("results", {}):
+            raise RuntimeError(f"lmms-eval returned no results for {task} under {condition}")
+        scores[condition] = float(results["results"][task]["vqa_accuracy,none"])
+    return scores
+
+
 def load(path: str | Path | None = None) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
     """A toy checkpoint (default: the shipped one) in float32, eval mode, with its processor."""
     import torch
@@ -574,7 +598,7 @@ def save(model: ChameleonForConditionalGeneration, processor: ProcessorMixin, re
     model.to(torch.float32)
     processor.save_pretrained(tmp)
     (tmp / RECIPE_FILE).write_text(json.dumps(dataclasses.asdict(recipe), indent=2) + "\n")
-    (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(tmp, report)
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
         os.replace(out, old / out.name)
@@ -614,16 +638,26 @@ def run(args: argparse.Namespace) -> int:
     report: dict = {"train_seconds": round(seconds), "parameters": sum(p.numel() for p in model.parameters())}
     out = save(model, processor, recipe, args.out, report)
     if not args.skip_measure:
-        print("train-toy: measuring macro accuracy under each condition (reloaded checkpoint) ...")
+        print("train-toy: measuring the saved checkpoint under each condition ...")
+        report["smoke_vqa_accuracy"] = smoke_accuracy(out)
         report["macro_accuracy"] = measure(*load(out))
-        (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        write_report(out, report)
+        print("narrowgate_smoke_vqa (lmms-eval, VQA accuracy):")
+        print("\n".join(f"  {condition:<22}{value:.3f}" for condition, value in report["smoke_vqa_accuracy"].items()))
+        print("macro exact-match accuracy, every drawing asked all three questions (in process):")
         print(format_table(report["macro_accuracy"]))
     print(f"train-toy: wrote {out} ({folder_bytes(out) / 1e6:.2f} MB) after {seconds / 60:.1f} min of training")
     return 0
 
 
+def write_report(out: Path, report: dict) -> None:
+    tmp = out / f".{REPORT_FILE}.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, out / REPORT_FILE)
+
+
 def format_table(table: dict[str, dict[str, float]]) -> str:
     splits = list(next(iter(table.values())))
-    lines = [f"{'condition':<22}" + "".join(f"{s:>10}" for s in splits)]
-    lines += [f"{c:<22}" + "".join(f"{v:>10.3f}" for v in row.values()) for c, row in table.items()]
+    lines = [f"  {'condition':<22}" + "".join(f"{s:>10}" for s in splits)]
+    lines += [f"  {c:<22}" + "".join(f"{v:>10.3f}" for v in row.values()) for c, row in table.items()]
     return "\n".join(lines)

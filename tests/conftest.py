@@ -11,15 +11,21 @@ import os
 # before any import that may pull in huggingface_hub (the interventions package imports transformers)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# One thread in this process and in every subprocess a test starts (CLI runs, torchrun): greedy decoding
+# on random tiny models has near-ties that a different reduction order (thread count) can flip, and the
+# tests compare outputs across processes. Tiny models gain nothing from more threads anyway.
+os.environ["OMP_NUM_THREADS"] = "1"
 
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from narrowgate.tiny import TINY_FAMILIES  # noqa: E402
 
 FAMILY_NAMES: list[str] = list(TINY_FAMILIES)
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

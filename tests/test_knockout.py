@@ -185,6 +185,8 @@ def test_mismatched_inputs_are_errors(batch):
     tiny, inputs, layouts = batch("chameleon")
     with pytest.raises(ValueError, match="batch of 2 rows but the intervention has 1 layouts"):
         run(tiny, make_condition("gate_ablated"), inputs, layouts[:1])
+    with pytest.raises(ValueError, match=r"layouts\[0\] describes batch row 1; pass one layout per row in row order"):
+        run(tiny, make_condition("gate_ablated"), inputs, layouts[::-1])
     short = {key: value[:, :-3] if key in ("input_ids", "attention_mask") else value for key, value in inputs.items()}
     with pytest.raises(ValueError, match="compute the layouts from the very input_ids"):
         run(tiny, make_condition("gate_ablated"), short, layouts)
