@@ -28,8 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     from narrowgate import toy
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="where to write the retrained checkpoint (default: a temporary folder)")
-    parser.add_argument("--tolerance", type=float, default=0.03, help="largest accepted accuracy difference (default 0.03)")
+    parser.add_argument(
+        "--out", type=Path, help="where to write the retrained checkpoint (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--tolerance", type=float, default=0.03, help="largest accepted accuracy difference (default 0.03)"
+    )
     args = parser.parse_args(argv)
 
     shipped = toy.toy_checkpoint()
@@ -54,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, old, new in rows:
         print(f"{name:<36}{old:>9.3f}{new:>11.3f}{new - old:>+8.3f}")
     worst = max(abs(new - old) for _, old, new in rows)
-    print(f"\ntraining {seconds / 60:.1f} min (shipped: {report['train_seconds'] / 60:.1f} min); "
-          f"largest weight difference {weight_diff:.3g}; largest accuracy difference {worst:.3f} (tolerance {args.tolerance})")
+    print(
+        f"\ntraining {seconds / 60:.1f} min (shipped: {report['train_seconds'] / 60:.1f} min); "
+        f"largest weight difference {weight_diff:.3g}; largest accuracy difference {worst:.3f} (tolerance {args.tolerance})"
+    )
     return 0 if worst <= args.tolerance else 1
 
 

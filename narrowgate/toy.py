@@ -10,19 +10,22 @@ The recipe (``ToyRecipe``; the same seed gives the same weights on the same soft
 - Architecture: ``ChameleonForConditionalGeneration`` with the tiny Chameleon's tokenizer and processor
   (``narrowgate.tiny``: 32-px images, a 3-level VQ, 8 x 8 = 64 image tokens, gate ``<eoss>``) and a
   larger text model. Images enter through the VQ tokenizer, as in the real model.
-- Codebook: the VQ encoder keeps its random weights (it is frozen, as Chameleon's is); the codebook is
-  fitted by k-means to the encoder's pre-quantisation features of training images. A random codebook
-  sends nearly every patch to a handful of codes; fitted codes separate the colours and edge patterns
-  that carry colour, shape and position.
+- Image tokens: the VQ encoder is frozen, as Chameleon's is, with weights set by hand
+  (``set_patch_encoder``) so that it reads each 4 x 4-pixel patch's ink and colour, and the codebook is
+  fitted by k-means to those features of training drawings (``fit_codebook``). The random encoder
+  was tried first: its codes hide colour (see ``set_patch_encoder``).
 - Data: jittered drawings (``shapes.sample_specs(jitter=True)``) of every colour/shape/position
-  combination except ``HELD_OUT_COMBOS``. A drawing pixel-identical to an evaluation image (the packaged
-  smoke set, the test sets below) is dropped, so no evaluated image is ever trained on.
+  combination except the 6 ``HELD_OUT_COMBOS`` (all six occur in the smoke set, so its score includes
+  unseen combinations). A drawing pixel-identical to an evaluated image (the packaged smoke drawings,
+  the ``seen`` and ``held_out`` test drawings) is dropped, so no evaluated image is ever trained on.
 - Prompts: exactly what the Chameleon wrapper gives the processor (text completion,
   ``<image>{question}\\nAnswer the question using a single word or phrase. Answer:``; captions after
   ``<image>Provide a one-sentence caption for the provided image.``).
 - Loss: next-token cross-entropy on the answer word and end-of-sequence, on one reference caption per
   image (``captions``), and optionally on the image tokens (``image_loss`` > 0, a "native" objective:
-  the model also learns to continue images).
+  the model also learns to continue images). All prompts of a drawing share one row (``pack``).
+- Training is step-based, not time-based, so a seed gives the same model on a fast or a busy machine;
+  it uses ``threads`` CPU threads (results can differ in the last bits with another thread count).
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -45,7 +47,6 @@ from narrowgate_tasks import prompts, shapes
 
 if TYPE_CHECKING:
     import torch
-    from PIL.Image import Image
     from transformers import ChameleonForConditionalGeneration, ProcessorMixin
 
 TOY_CHECKPOINT = Path(__file__).parent / "assets" / "toy_chameleon"
@@ -56,9 +57,9 @@ REPORT_FILE = "toy_report.json"
 # Combinations never drawn for training: the held-out test set measures compositional generalisation.
 N_HELD_OUT, HELD_OUT_SEED = 6, 0
 TRAIN_COMBOS, HELD_OUT_COMBOS = shapes.split_combos(N_HELD_OUT, HELD_OUT_SEED)
-# The smoke set's drawings (see narrowgate_tasks.make_smoke_data) and the in-process test sets.
-SMOKE_SPECS_SEED, N_SMOKE = 0, 32
+# Jittered test drawings (in-process measures), from their own random stream.
 TEST_SEED, N_TEST = 1_000_003, 96
+SPLITS: tuple[str, ...] = ("smoke", "seen", "held_out")
 CAPTION_KIND = "caption"
 
 
@@ -74,7 +75,7 @@ class ToyRecipe:
     weight_decay: float = 0.01
     n_train_images: int = 6000
     captions: bool = True
-    image_loss: float = 0.0
+    image_loss: float = 1.0
     hidden_size: int = 128
     intermediate_size: int = 384
     num_hidden_layers: int = 4
@@ -85,7 +86,20 @@ class ToyRecipe:
     threads: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_images", "n_train_images", "hidden_size", "num_hidden_layers", "kmeans_images", "threads"):
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), type(field.default)
+            ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            if not ok and not (kind is float and isinstance(value, int) and not isinstance(value, bool)):
+                raise ValueError(f"ToyRecipe.{field.name} must be {kind.__name__}, got {value!r}")
+        for name in (
+            "steps",
+            "batch_images",
+            "n_train_images",
+            "hidden_size",
+            "num_hidden_layers",
+            "kmeans_images",
+            "threads",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ToyRecipe.{name} must be >= 1, got {getattr(self, name)}")
         if self.image_loss < 0:
@@ -115,30 +129,36 @@ def prompt_text(kind: str) -> str:
 
 def _derived_seed(purpose: str, seed: int) -> int:
     """Independent random streams per purpose, so a training seed never replays a test set's stream."""
-    return int.from_bytes(hashlib.blake2b(f"narrowgate-toy:{purpose}:{seed}".encode(), digest_size=8).digest(), "little")
+    return int.from_bytes(
+        hashlib.blake2b(f"narrowgate-toy:{purpose}:{seed}".encode(), digest_size=8).digest(), "little"
+    )
 
 
 def _pixels(spec: shapes.ShapeSpec) -> bytes:
     return shapes.draw(spec).tobytes()
 
 
-def smoke_specs() -> list[shapes.ShapeSpec]:
-    """The drawings of the packaged smoke set (``make_smoke_data``: canonical drawings, seed 0)."""
-    return shapes.sample_specs(N_SMOKE, seed=SMOKE_SPECS_SEED)
+def eval_specs(split: str) -> list[shapes.ShapeSpec]:
+    """The drawings of an evaluation split: ``smoke`` (the packaged smoke set's, canonical), ``seen``
+    (jittered, training combinations) or ``held_out`` (jittered, ``HELD_OUT_COMBOS``)."""
+    if split == "smoke":
+        from narrowgate_tasks.make_smoke_data import N_IMAGES, SEED
 
-
-def test_specs(split: str) -> list[shapes.ShapeSpec]:
-    """Jittered evaluation drawings: ``seen`` of training combinations, ``held_out`` of ``HELD_OUT_COMBOS``."""
+        return shapes.sample_specs(N_IMAGES, seed=SEED)
     combos = {"seen": TRAIN_COMBOS, "held_out": HELD_OUT_COMBOS}
     if split not in combos:
-        raise ValueError(f"unknown test split {split!r}; valid: {', '.join(combos)}")
-    return shapes.sample_specs(N_TEST, seed=_derived_seed(f"test-{split}", TEST_SEED), combos=combos[split], jitter=True)
+        raise ValueError(f"unknown evaluation split {split!r}; valid: {', '.join(SPLITS)}")
+    return shapes.sample_specs(
+        N_TEST, seed=_derived_seed(f"test-{split}", TEST_SEED), combos=combos[split], jitter=True
+    )
 
 
 def train_specs(recipe: ToyRecipe) -> list[shapes.ShapeSpec]:
     """Training drawings of ``TRAIN_COMBOS``; drawings identical in pixels to any evaluated image are dropped."""
-    evaluated = {_pixels(spec) for spec in [*smoke_specs(), *test_specs("seen"), *test_specs("held_out")]}
-    specs = shapes.sample_specs(recipe.n_train_images, seed=_derived_seed("train", recipe.seed), combos=TRAIN_COMBOS, jitter=True)
+    evaluated = {_pixels(spec) for split in SPLITS for spec in eval_specs(split)}
+    specs = shapes.sample_specs(
+        recipe.n_train_images, seed=_derived_seed("train", recipe.seed), combos=TRAIN_COMBOS, jitter=True
+    )
     return [spec for spec in specs if _pixels(spec) not in evaluated]
 
 
@@ -156,7 +176,7 @@ INK = PATCH * PATCH  # per-pixel ink of a patch, then its mean colour (3 values)
 FEATURES = INK + 3
 ANCHOR = 100.0  # constant partner channel of every feature channel in the output GroupNorm
 SHIFT = 20.0  # keeps the swish after that GroupNorm in its linear range
-COLOUR_WEIGHT = 2.0  # colour counts double in the codebook's distances, so no code mixes colours
+COLOUR_WEIGHT = 2.0  # colour counts double in the codebook's distances, so colours get codes of their own
 
 
 def build(recipe: ToyRecipe) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
@@ -169,7 +189,16 @@ def build(recipe: ToyRecipe) -> tuple[ChameleonForConditionalGeneration, Process
     from narrowgate.tiny import BUILDERS
 
     config, processor = BUILDERS[FAMILY]()
-    sizes = {name: getattr(recipe, name) for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")}
+    sizes = {
+        name: getattr(recipe, name)
+        for name in (
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+        )
+    }
     # 64 channels (32 GroupNorm groups of a feature channel and its anchor), no resnet blocks in the levels.
     vq = {**config.vq_config.to_dict(), "base_channels": 64, "num_res_blocks": 0}
     config = ChameleonConfig(**{**config.to_dict(), **sizes, "vq_config": vq})
@@ -259,9 +288,13 @@ def fit_codebook(model: ChameleonForConditionalGeneration, pixel_values: torch.T
         k = vq.quantize.num_embeddings
         generator = torch.Generator().manual_seed(seed)
         centres = points[torch.randint(len(points), (1,), generator=generator)]
+        nearest = ((points - centres[0]) ** 2).sum(dim=1)  # squared distance to the nearest centre so far
         for _ in range(1, k):
-            nearest = torch.cdist(points, centres).min(dim=1).values ** 2
-            centres = torch.cat([centres, points[torch.multinomial(nearest, 1, generator=generator)]])
+            # fewer distinct features than codes: every point is a centre already, duplicates are harmless
+            weights = nearest if bool(nearest.sum() > 0) else torch.ones_like(nearest)
+            centre = points[torch.multinomial(weights, 1, generator=generator)]
+            centres = torch.cat([centres, centre])
+            nearest = torch.minimum(nearest, ((points - centre) ** 2).sum(dim=1))
         for _ in range(iters):
             assignment = torch.cdist(points, centres).argmin(dim=1)
             counts = torch.bincount(assignment, minlength=k).to(points.dtype)
@@ -309,7 +342,9 @@ def templates(processor: ProcessorMixin) -> Templates:
     blank = Image.new("RGB", (32, 32), shapes.BACKGROUND)
     prefixes, suffixes = set(), {}
     for kind in [*shapes.QUESTION_KINDS, CAPTION_KIND]:
-        ids = processor(text=[prompt_text(kind)], images=[blank], return_for_text_completion=True)["input_ids"][0].tolist()
+        ids = processor(text=[prompt_text(kind)], images=[blank], return_for_text_completion=True)["input_ids"][
+            0
+        ].tolist()
         cut = ids.index(gate) + 1
         prefixes.add(tuple(ids[:cut]))
         suffixes[kind] = tuple(ids[cut:])
@@ -397,7 +432,9 @@ def loss(model: ChameleonForConditionalGeneration, batch: Packed, image_loss: fl
     import torch
     import torch.nn.functional as F
 
-    hidden = model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids).last_hidden_state
+    hidden = model.model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+    ).last_hidden_state
     image_cols = torch.tensor(model.model.vocabulary_mapping.image_tokens)
     text = batch.text_targets >= 0
     logits = model.lm_head(hidden[text])
@@ -411,19 +448,30 @@ def loss(model: ChameleonForConditionalGeneration, batch: Packed, image_loss: fl
     return total, text_loss
 
 
-def train(recipe: ToyRecipe, log: Callable[[str], None] = print) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
-    """Build, fit the codebook and train the toy model; deterministic for the recipe (see module doc)."""
+RESUME_EVERY = 100  # optimizer steps between saved training states
+
+
+def train(
+    recipe: ToyRecipe, log: Callable[[str], None] = print, resume: Path | None = None
+) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
+    """Build, fit the codebook and train the toy model; deterministic for the recipe (see module doc).
+
+    ``resume``: a file for the training state, written every ``RESUME_EVERY`` steps; a run that finds
+    a state of the same recipe there continues from it, to the same weights as an uninterrupted run.
+    """
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe.threads)
     try:
-        return _train(recipe, log)
+        return _train(recipe, log, resume)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(recipe: ToyRecipe, log: Callable[[str], None]) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
+def _train(
+    recipe: ToyRecipe, log: Callable[[str], None], resume: Path | None
+) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
     import torch
 
     start = time.perf_counter()
@@ -433,15 +481,19 @@ def _train(recipe: ToyRecipe, log: Callable[[str], None]) -> tuple[ChameleonForC
     fit_codebook(model, pixel_values[: recipe.kmeans_images], recipe.kmeans_iters, recipe.seed)
     codes = image_tokens(model, pixel_values)
     used = len(torch.unique(codes))
-    log(f"train-toy: {len(specs)} training drawings, codebook fitted ({used} of {model.config.vq_config.num_embeddings} codes used) "
-        f"in {time.perf_counter() - start:.0f}s")
+    log(
+        f"train-toy: {len(specs)} training drawings, codebook fitted ({used} of {model.config.vq_config.num_embeddings} codes used) "
+        f"in {time.perf_counter() - start:.0f}s"
+    )
     t = templates(processor)
 
     for parameter in model.model.vqmodel.parameters():
         parameter.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    log(f"train-toy: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters "
-        f"({sum(p.numel() for p in trainable) / 1e6:.2f} M trained), {recipe.steps} steps of {recipe.batch_images} drawings")
+    log(
+        f"train-toy: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters "
+        f"({sum(p.numel() for p in trainable) / 1e6:.2f} M trained), {recipe.steps} steps of {recipe.batch_images} drawings"
+    )
     optimizer = torch.optim.AdamW(trainable, lr=recipe.lr, betas=(0.9, 0.98), weight_decay=recipe.weight_decay)
 
     def schedule(step: int) -> float:
@@ -451,11 +503,21 @@ def _train(recipe: ToyRecipe, log: Callable[[str], None]) -> tuple[ChameleonForC
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    model.train()
     generator = torch.Generator().manual_seed(_derived_seed("order", recipe.seed))
-    order = torch.randperm(len(specs), generator=generator)
-    cursor, losses, t0 = 0, [], time.perf_counter()
-    for step in range(recipe.steps):
+    order, cursor, first_step = torch.randperm(len(specs), generator=generator), 0, 0
+    # the state also names the training tokens, so a state written by other code is never resumed
+    identity = {"recipe": dataclasses.asdict(recipe), "tokens": hashlib.sha256(codes.numpy().tobytes()).hexdigest()}
+    state = _read_state(resume, identity, log)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        order, cursor, first_step = state["order"], state["cursor"], state["step"]
+        log(f"train-toy: resuming at step {first_step} from {resume}")
+    model.train()
+    losses, t0 = [], time.perf_counter()
+    for step in range(first_step, recipe.steps):
         if cursor + recipe.batch_images > len(order):
             order, cursor = torch.randperm(len(specs), generator=generator), 0
         index = order[cursor : cursor + recipe.batch_images]
@@ -469,24 +531,56 @@ def _train(recipe: ToyRecipe, log: Callable[[str], None]) -> tuple[ChameleonForC
         optimizer.step()
         scheduler.step()
         losses.append(text_loss)
-        if (step + 1) % 50 == 0 or step + 1 == recipe.steps:
+        done = step + 1
+        if done % 50 == 0 or done == recipe.steps:
             elapsed = time.perf_counter() - t0
-            eta = elapsed / (step + 1) * (recipe.steps - step - 1)
-            log(f"train-toy: step {step + 1}/{recipe.steps} text loss {sum(losses[-50:]) / len(losses[-50:]):.3f} "
-                f"({elapsed:.0f}s, {eta:.0f}s left)")
+            eta = elapsed / (done - first_step) * (recipe.steps - done)
+            log(
+                f"train-toy: step {done}/{recipe.steps} text loss {sum(losses[-50:]) / len(losses[-50:]):.3f} "
+                f"({elapsed:.0f}s, {eta:.0f}s left)"
+            )
+        if resume is not None and done % RESUME_EVERY == 0 and done < recipe.steps:
+            state = {
+                "identity": identity,
+                "step": done,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "order": order,
+                "cursor": cursor,
+            }
+            tmp = resume.with_name(resume.name + ".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, resume)
     model.eval()
     return model, processor
 
 
+def _read_state(resume: Path | None, identity: dict, log: Callable[[str], None]) -> dict | None:
+    """The training state saved at ``resume`` if it belongs to this run (same recipe and training
+    tokens); loaded with ``weights_only`` (tensors and plain values only)."""
+    import torch
+
+    if resume is None or not resume.is_file():
+        return None
+    state = torch.load(resume, weights_only=True)
+    if state.get("identity") != identity:
+        log(f"train-toy: not resuming from {resume}: it was written for another recipe or other training data")
+        return None
+    return state
+
+
 # ------------------------------------------------------------------------------------------ evaluation
 
-CONDITIONS: tuple[str, ...] = ("baseline", "gate_ablated", "gate_only", "image_ablated", "last_image_ablated", "random_image_ablated")
-SPLITS: tuple[str, ...] = ("smoke", "seen", "held_out")
-
-
-def eval_specs(split: str) -> list[shapes.ShapeSpec]:
-    """The drawings of an evaluation split: ``smoke`` (the packaged smoke drawings), ``seen``, ``held_out``."""
-    return smoke_specs() if split == "smoke" else test_specs(split)
+CONDITIONS: tuple[str, ...] = (
+    "baseline",
+    "gate_ablated",
+    "gate_only",
+    "image_ablated",
+    "last_image_ablated",
+    "random_image_ablated",
+)
 
 
 def accuracy(
@@ -523,7 +617,11 @@ def accuracy(
         ]
         with torch.inference_mode(), intervene(model, make_condition(condition), layouts):
             generated = model.generate(
-                **inputs, max_new_tokens=4, do_sample=False, suppress_tokens=list(ids.image), pad_token_id=processor.tokenizer.pad_token_id
+                **inputs,
+                max_new_tokens=4,
+                do_sample=False,
+                suppress_tokens=list(ids.image),
+                pad_token_id=processor.tokenizer.pad_token_id,
             )
         texts = processor.tokenizer.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         for (spec, kind), text in zip(chunk, texts):
@@ -541,12 +639,16 @@ def measure(
 ) -> dict[str, dict[str, float]]:
     """Macro accuracy, ``{condition: {split: accuracy}}``, every drawing asked all three questions."""
     return {
-        condition: {split: accuracy(model, processor, question_items(eval_specs(split)), condition)["macro"] for split in splits}
+        condition: {
+            split: accuracy(model, processor, question_items(eval_specs(split)), condition)["macro"] for split in splits
+        }
         for condition in conditions
     }
 
 
-def smoke_accuracy(path: str | Path, conditions: Sequence[str] = CONDITIONS, limit: int | None = None) -> dict[str, float]:
+def smoke_accuracy(
+    path: str | Path, conditions: Sequence[str] = CONDITIONS, limit: int | None = None
+) -> dict[str, float]:
     """``narrowgate_smoke_vqa``'s VQA accuracy of the checkpoint at ``path`` through lmms-eval (the
     registered Chameleon wrapper, in process, float32 on the CPU), for each condition on one load."""
     from lmms_eval import evaluator
@@ -563,7 +665,9 @@ def smoke_accuracy(path: str | Path, conditions: Sequence[str] = CONDITIONS, lim
     scores = {}
     for condition in conditions:
         lm.set_condition(make_condition(condition))
-        results = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit, verbosity="ERROR")
+        results = evaluator.simple_evaluate(
+            model=lm, tasks=[task], task_manager=manager, limit=limit, verbosity="ERROR"
+        )
         if results is None or task not in results.get("results", {}):
             raise RuntimeError(f"lmms-eval returned no results for {task} under {condition}")
         scores[condition] = float(results["results"][task]["vqa_accuracy,none"])
@@ -583,7 +687,13 @@ def load(path: str | Path | None = None) -> tuple[ChameleonForConditionalGenerat
 # -------------------------------------------------------------------------------------------- saving
 
 
-def save(model: ChameleonForConditionalGeneration, processor: ProcessorMixin, recipe: ToyRecipe, out: str | Path, report: dict) -> Path:
+def save(
+    model: ChameleonForConditionalGeneration,
+    processor: ProcessorMixin,
+    recipe: ToyRecipe,
+    out: str | Path,
+    report: dict,
+) -> Path:
     """Write the model (float16), processor, recipe and report into ``out``, replacing it as a whole:
     the folder is written next to ``out`` and renamed into place, so it is never half-written."""
     import shutil
@@ -599,6 +709,8 @@ def save(model: ChameleonForConditionalGeneration, processor: ProcessorMixin, re
     processor.save_pretrained(tmp)
     (tmp / RECIPE_FILE).write_text(json.dumps(dataclasses.asdict(recipe), indent=2) + "\n")
     write_report(tmp, report)
+    for path in (tmp, *tmp.iterdir()):  # mkdtemp and some writers create owner-only files
+        path.chmod(0o755 if path.is_dir() else 0o644)
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
         os.replace(out, old / out.name)
@@ -618,25 +730,61 @@ def folder_bytes(path: Path) -> int:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     defaults = ToyRecipe()
-    parser.add_argument("--out", required=True, type=Path, help=f"checkpoint folder to write (the shipped one: {TOY_CHECKPOINT})")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help=f"weights, codebook, data and order (default {defaults.seed})")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help=f"optimizer steps (default {defaults.steps}); training is step-based so a seed gives the same model on any machine speed")
-    parser.add_argument("--image-loss", type=float, default=defaults.image_loss, help="weight of the image-token loss, the 'native' objective (default 0: off)")
+    parser.add_argument(
+        "--out", required=True, type=Path, help=f"checkpoint folder to write (the shipped one: {TOY_CHECKPOINT})"
+    )
+    parser.add_argument(
+        "--recipe", type=Path, help=f"start from a recipe file (a checkpoint's {RECIPE_FILE}) instead of the defaults"
+    )
+    parser.add_argument("--seed", type=int, help=f"weights, data and order (default {defaults.seed})")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help=f"optimizer steps (default {defaults.steps}); step-based, so a seed gives the same model on any machine",
+    )
+    parser.add_argument(
+        "--image-loss",
+        type=float,
+        help=f"weight of the image-token loss, the 'native' objective (default {defaults.image_loss}; 0: answers and captions only)",
+    )
     parser.add_argument("--no-captions", action="store_true", help="train on the questions only")
     parser.add_argument("--skip-measure", action="store_true", help="do not measure the conditions after training")
 
 
+def recipe_from(args: argparse.Namespace) -> ToyRecipe:
+    """The recipe of a ``train-toy`` command line: the defaults or ``--recipe``, then the options given."""
+    fields = {f.name for f in dataclasses.fields(ToyRecipe)}
+    base: dict = {}
+    if args.recipe is not None:
+        base = json.loads(Path(args.recipe).read_text())
+        if not isinstance(base, dict):
+            raise ValueError(f"{args.recipe}: expected a JSON object of recipe fields, got {type(base).__name__}")
+        unknown = sorted(set(base) - fields)
+        if unknown:
+            raise ValueError(
+                f"{args.recipe}: unknown recipe field(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}"
+            )
+    given = {"seed": args.seed, "steps": args.steps, "image_loss": args.image_loss}
+    base.update({name: value for name, value in given.items() if value is not None})
+    if args.no_captions:
+        base["captions"] = False
+    return ToyRecipe(**base)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        recipe = ToyRecipe(seed=args.seed, steps=args.steps, image_loss=args.image_loss, captions=not args.no_captions)
-    except ValueError as error:
+        recipe = recipe_from(args)
+    except (OSError, ValueError) as error:
         print(f"narrowgate train-toy: {error}", file=sys.stderr)
         return 2
+    resume = resume_file(args.out)
+    resume.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    model, processor = train(recipe)
+    model, processor = train(recipe, resume=resume)
     seconds = time.perf_counter() - start
     report: dict = {"train_seconds": round(seconds), "parameters": sum(p.numel() for p in model.parameters())}
     out = save(model, processor, recipe, args.out, report)
+    resume.unlink(missing_ok=True)
     if not args.skip_measure:
         print("train-toy: measuring the saved checkpoint under each condition ...")
         report["smoke_vqa_accuracy"] = smoke_accuracy(out)
@@ -648,6 +796,11 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(report["macro_accuracy"]))
     print(f"train-toy: wrote {out} ({folder_bytes(out) / 1e6:.2f} MB) after {seconds / 60:.1f} min of training")
     return 0
+
+
+def resume_file(out: Path) -> Path:
+    """Where ``train-toy --out OUT`` keeps its training state until OUT is written."""
+    return out.parent / f".{out.name}.train-state.pt"
 
 
 def write_report(out: Path, report: dict) -> None:
