@@ -46,11 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         out = toy.save(model, processor, recipe, args.out or Path(scratch) / "toy", {"train_seconds": round(seconds)})
         smoke = toy.smoke_accuracy(out)
-        macro = toy.measure(*toy.load(out))
-        weight_diff = max(
-            float((a.float() - b.float()).abs().max())
-            for a, b in zip(toy.load(out)[0].state_dict().values(), toy.load(shipped)[0].state_dict().values())
-        )
+        retrained, processor = toy.load(out)
+        macro = toy.measure(retrained, processor)
+    new_weights, old_weights = retrained.state_dict(), toy.load(shipped)[0].state_dict()
+    weight_diff = max(float((new_weights[name] - old_weights[name]).abs().max()) for name in old_weights)
 
     rows = [(f"smoke_vqa {c}", report["smoke_vqa_accuracy"][c], smoke[c]) for c in smoke]
     rows += [(f"{split} {c}", report["macro_accuracy"][c][split], macro[c][split]) for c in macro for split in macro[c]]

@@ -22,8 +22,9 @@ The recipe (``ToyRecipe``; the same seed gives the same weights on the same soft
   ``<image>{question}\\nAnswer the question using a single word or phrase. Answer:``; captions after
   ``<image>Provide a one-sentence caption for the provided image.``).
 - Loss: next-token cross-entropy on the answer word and end-of-sequence, on one reference caption per
-  image (``captions``), and optionally on the image tokens (``image_loss`` > 0, a "native" objective:
-  the model also learns to continue images). All prompts of a drawing share one row (``pack``).
+  image (``captions``), and on the image tokens (``image_loss``, weight 1 by default: a "native"
+  objective, the model also learns to continue images; 0 turns it off). All prompts of a drawing
+  share one row (``pack``).
 - Training is step-based, not time-based, so a seed gives the same model on a fast or a busy machine;
   it uses ``threads`` CPU threads (results can differ in the last bits with another thread count).
 """
@@ -216,7 +217,7 @@ def set_patch_encoder(vq: torch.nn.Module, white: float) -> None:
 
     Why not keep the random encoder: its output GroupNorm normalises every channel over each image, so
     a colour's magnitude is lost; k-means codes of random features let a linear probe recover the colour
-    of held-out drawings only ~72% of the time (99% from these codes). The architecture is untouched:
+    of held-out drawings only ~72% of the time (~97% from these codes). The architecture is untouched:
 
     - ``conv_in`` writes ink and the three colour distances into feature channels (even), a constant
       ``ANCHOR`` into their partners (odd); the two downsampling convs gather 2 x 2 sub-pixels into
@@ -646,9 +647,7 @@ def measure(
     }
 
 
-def smoke_accuracy(
-    path: str | Path, conditions: Sequence[str] = CONDITIONS, limit: int | None = None
-) -> dict[str, float]:
+def smoke_accuracy(path: str | Path, conditions: Sequence[str] = CONDITIONS) -> dict[str, float]:
     """``narrowgate_smoke_vqa``'s VQA accuracy of the checkpoint at ``path`` through lmms-eval (the
     registered Chameleon wrapper, in process, float32 on the CPU), for each condition on one load."""
     from lmms_eval import evaluator
@@ -665,9 +664,7 @@ def smoke_accuracy(
     scores = {}
     for condition in conditions:
         lm.set_condition(make_condition(condition))
-        results = evaluator.simple_evaluate(
-            model=lm, tasks=[task], task_manager=manager, limit=limit, verbosity="ERROR"
-        )
+        results = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=manager, verbosity="ERROR")
         if results is None or task not in results.get("results", {}):
             raise RuntimeError(f"lmms-eval returned no results for {task} under {condition}")
         scores[condition] = float(results["results"][task]["vqa_accuracy,none"])
