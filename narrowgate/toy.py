@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from model_wrappers.registry import CONDITION_NAMES
 from narrowgate_tasks import prompts, shapes
 
 if TYPE_CHECKING:
@@ -574,14 +575,8 @@ def _read_state(resume: Path | None, identity: dict, log: Callable[[str], None])
 
 # ------------------------------------------------------------------------------------------ evaluation
 
-CONDITIONS: tuple[str, ...] = (
-    "baseline",
-    "gate_ablated",
-    "gate_only",
-    "image_ablated",
-    "last_image_ablated",
-    "random_image_ablated",
-)
+# Every knockout condition (gate_randomized edits hidden states rather than attention edges).
+CONDITIONS: tuple[str, ...] = tuple(name for name in CONDITION_NAMES if name != "gate_randomized")
 
 
 def accuracy(
