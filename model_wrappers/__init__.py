@@ -1,4 +1,4 @@
-"""lmms-eval models for every family x every condition (``chameleon``, ``chameleon_gate_ablated``, ...).
+"""lmms-eval models for every family x every condition (``chameleon_baseline``, ``chameleon_gate_ablated``, ...).
 
 This package is imported by lmms-eval's model registry at start-up (entry point
 ``lmms_eval.models``), so importing it must stay cheap and must not fail: everything heavy (torch,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -44,6 +45,27 @@ DTYPES: dict[str, torch.dtype | str] = {
 # Generation options a task may set, passed to transformers' generate(); "until" is handled here.
 GENERATE_OPTIONS = ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams", "repetition_penalty")
 DEFAULT_MAX_NEW_TOKENS = 128
+
+
+def checkpoint_folder(pretrained: str) -> bool:
+    """Whether ``pretrained`` names a local checkpoint (then it must be one) rather than a hub id.
+
+    transformers reads any other string as a hub id, so a mistyped path would surface as a complaint
+    about repo-id syntax or the network; a path-like name that is not a checkpoint folder fails here instead.
+    """
+    path = Path(pretrained).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"pretrained={pretrained}: the folder {path.resolve()} holds no config.json, so it is not a "
+                "transformers checkpoint (write one with save_pretrained, or `narrowgate tiny`)"
+            )
+        return True
+    if path.exists():
+        raise NotADirectoryError(f"pretrained={pretrained} is a file; give the checkpoint's folder")
+    if pretrained.startswith(("/", ".", "~")) or pretrained.count("/") > 1 or "\\" in pretrained:
+        raise FileNotFoundError(f"pretrained={pretrained}: no checkpoint folder at {path.resolve()}")
+    return False
 
 
 class NarrowgateInputError(ValueError):
@@ -88,8 +110,7 @@ class NarrowgateModel(lmms):
         if self.registered_condition is not None and condition not in (None, self.registered_condition):
             raise ValueError(
                 f"model {self.model_name} runs condition {self.registered_condition!r}, but model_args say "
-                f"condition={condition}; use --model {self.family}_{condition} (or --model {self.family} "
-                f"with condition={condition})"
+                f"condition={condition}; use --model {self.family}_{condition}"
             )
         self.pretrained = str(pretrained)
         self.spec = family_spec(self.family)
@@ -124,13 +145,24 @@ class NarrowgateModel(lmms):
         import transformers
 
         model_class = getattr(transformers, self.spec.model_class)
-        self._model = model_class.from_pretrained(
-            self.pretrained,
-            dtype=DTYPES[dtype],
-            device_map=device_map,
-            attn_implementation=attn_implementation,
-            trust_remote_code=trust_remote_code,
-        ).eval()
+        local = checkpoint_folder(self.pretrained)
+        try:
+            self._model = model_class.from_pretrained(
+                self.pretrained,
+                dtype=DTYPES[dtype],
+                device_map=device_map,
+                attn_implementation=attn_implementation,
+                trust_remote_code=trust_remote_code,
+            ).eval()
+        except OSError as error:
+            if local:
+                raise
+            raise OSError(
+                f"{self.model_name}: pretrained={self.pretrained} is not a local checkpoint folder (no folder "
+                f"{Path(self.pretrained).resolve()}) and could not be loaded as a Hugging Face hub id"
+                f"{' (HF_HUB_OFFLINE=1: only already downloaded models load)' if os.environ.get('HF_HUB_OFFLINE') else ''}: "
+                f"{error}"
+            ) from error
         if device_map is None:
             self._model.to(self._device)
         else:

@@ -1,4 +1,10 @@
-"""Model names for lmms-eval: ``<family>`` and ``<family>_<condition>`` for every condition.
+"""Model names for lmms-eval: ``<family>_<condition>`` for every family and condition.
+
+A bare family name is not registered: ``llava``, ``llava_onevision`` and ``qwen2_vl`` are lmms-eval
+built-ins, and an entry point overwrites a built-in of the same name, so a plugin must only add names
+that collide with nothing (``tests/test_registry.py`` compares them with lmms-eval's own registry).
+The baseline is ``<family>_baseline``. From Python, ``model_class(family)`` is the family's wrapper
+whose condition ``condition=`` chooses (``model_wrappers.load_model``; the grid switches conditions on it).
 
 lmms-eval loads ``manifests`` through the ``lmms_eval.models`` entry point while it imports its model
 registry; an exception there silently drops every later entry point, so this module imports nothing
@@ -39,32 +45,32 @@ CONDITION_NAMES: tuple[str, ...] = (
 )
 
 
-def model_names() -> dict[str, tuple[str, str | None]]:
-    """Every registered name -> (family, fixed condition); ``None`` means ``condition=`` chooses (default baseline)."""
-    names: dict[str, tuple[str, str | None]] = {}
-    for family in FAMILY_WRAPPERS:
-        names[family] = (family, None)
-        for condition in CONDITION_NAMES:
-            names[f"{family}_{condition}"] = (family, condition)
-    return names
+def model_names() -> dict[str, tuple[str, str]]:
+    """Every name registered with lmms-eval -> (family, condition)."""
+    return {
+        f"{family}_{condition}": (family, condition) for family in FAMILY_WRAPPERS for condition in CONDITION_NAMES
+    }
 
 
 def unknown_model_message(name: str) -> str:
     """The error for a name that is not registered, listing the valid ones."""
+    hint = f"; the baseline is {name}_baseline" if name in FAMILY_WRAPPERS else ""
     return (
-        f"unknown narrowgate model {name!r}. Valid names are a family ({', '.join(FAMILY_WRAPPERS)}) "
-        f"optionally followed by _<condition> ({', '.join(CONDITION_NAMES)}), e.g. chameleon_gate_ablated; "
-        f"all names: {', '.join(model_names())}"
+        f"unknown narrowgate model {name!r}{hint}. Valid names are <family>_<condition> with a family of "
+        f"{', '.join(FAMILY_WRAPPERS)} and a condition of {', '.join(CONDITION_NAMES)}, e.g. "
+        f"chameleon_gate_ablated; all names: {', '.join(model_names())}"
     )
 
 
 @cache
 def model_class(name: str) -> type:
-    """The lmms-eval model class registered as ``name`` (``chameleon``, ``emu3_gate_only``, ...)."""
-    try:
+    """The class behind a registered name (``emu3_gate_only``), or a family's wrapper (``emu3``, Python only)."""
+    if name in FAMILY_WRAPPERS:
+        family, condition = name, None
+    elif name in model_names():
         family, condition = model_names()[name]
-    except KeyError:
-        raise ValueError(unknown_model_message(name)) from None
+    else:
+        raise ValueError(unknown_model_message(name))
     module_name, class_name = FAMILY_WRAPPERS[family].split(":")
     family_class = getattr(importlib.import_module(module_name), class_name)
     if condition is None:

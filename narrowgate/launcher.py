@@ -2,13 +2,17 @@
 
 Differences from lmms-eval 0.7.3's ``lmms-eval`` / ``python -m lmms_eval``:
 
-- narrowgate's task folder is always on ``--include_path`` (merged with one given on the command line);
+- narrowgate's task folder is always on ``--include_path`` (merged with one given on the command line),
+  for evaluations, ``--tasks list`` and ``lmms_eval tasks``; ``lmms_eval models`` lists narrowgate's
+  models after lmms-eval's own;
 - the filelock workaround is applied (lmms-eval's evaluator imports ``filelock._api``, which filelock 4
   renamed ``filelock._core``);
-- an unknown narrowgate model name (``chameleon_gate_ablate``) or ``condition=`` fails at once, listing
-  the valid ones;
-- the exit status is non-zero when a run failed or a requested task has no results (lmms-eval catches the
-  exception, prints it and exits 0).
+- before any model loads: an unknown narrowgate model name (``chameleon_gate_ablate``) or
+  ``condition=`` fails at once, listing the valid ones, and caption tasks whose ``*_ptb`` metrics need
+  Java fail when Java is missing (``narrowgate_tasks.java``); every other name goes to lmms-eval as is;
+- an error wrapped by lmms-eval's retries (``RetryError[<Future ...>]``) is reported as its cause;
+- the exit status is non-zero when a run failed, a requested task has no results or a metric is NaN
+  (lmms-eval catches the exception, prints it and exits 0).
 
 Data parallel: ``torchrun --nproc_per_node N -m narrowgate.launcher --model ... `` (or
 ``accelerate launch -m narrowgate.launcher ...``); lmms-eval's evaluator shards the documents.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
 import sys
 import time
@@ -44,23 +49,39 @@ def include_paths(given: str | list[str] | None) -> list[str]:
     return list(dict.fromkeys([*paths, tasks_dir()]))
 
 
-def check_model(name: str, model_args: str | None) -> None:
-    """Fail fast, listing the valid names, on a narrowgate-looking model name that is not registered
-    (``chameleon_gate_ablate``) or an unknown ``condition=`` of a narrowgate model."""
+def check_model(name: str, model_args: str | dict | None) -> None:
+    """Fail fast, listing the valid names, on a narrowgate-looking name that nobody registered
+    (``chameleon_gate_ablate``, bare ``chameleon``) or an unknown ``condition=`` of a narrowgate model.
+    Names lmms-eval knows (``llava``, ``llava_hf``, ``qwen2_vl``, ...) pass through untouched."""
+    from lmms_eval.models import MODEL_REGISTRY_V2
     from lmms_eval.utils import simple_parse_args_string
 
     from model_wrappers.registry import CONDITION_NAMES, FAMILY_WRAPPERS, model_names, unknown_model_message
 
-    if not any(name == family or name.startswith(family + "_") for family in FAMILY_WRAPPERS):
-        return  # not ours: lmms-eval resolves it
     if name not in model_names():
-        raise ValueError(unknown_model_message(name))
+        ours = any(name == family or name.startswith(family + "_") for family in FAMILY_WRAPPERS)
+        if ours and name not in MODEL_REGISTRY_V2.list_model_names():
+            raise ValueError(unknown_model_message(name))
+        return
     parsed = model_args if isinstance(model_args, dict) else simple_parse_args_string(model_args or "")
     condition = parsed.get("condition")
     if condition is not None and condition not in CONDITION_NAMES:
         raise ValueError(
             f"unknown condition {condition!r} in --model_args; valid conditions: {', '.join(CONDITION_NAMES)}"
         )
+
+
+def plain_error(error: BaseException) -> BaseException:
+    """The error to show: the cause of a tenacity ``RetryError`` (lmms-eval retries dataset loading and
+    would otherwise report ``RetryError[<Future ... raised FileNotFoundError>]``), else ``error``."""
+    from tenacity import RetryError
+
+    while isinstance(error, RetryError):
+        cause = error.__cause__ or error.last_attempt.exception()
+        if cause is None:
+            break
+        error = cause
+    return error
 
 
 def missing_outputs(args: Any, results: dict | None, started: float) -> list[str]:
@@ -70,6 +91,13 @@ def missing_outputs(args: Any, results: dict | None, started: float) -> list[str
     produced = {**results.get("results", {}), **results.get("groups", {})}
     requested = [task for task in (args.tasks or "").split(",") if task and "*" not in task]
     problems = [f"no results for task {task!r}" for task in requested if task not in produced]
+    problems += [
+        f"metric {key.split(',')[0]} of task {task!r} is NaN: its computation failed (see the log); the samples "
+        "and the other scores were kept"
+        for task, scores in produced.items()
+        for key, value in scores.items()
+        if isinstance(value, float) and math.isnan(value)
+    ]
     if args.output_path:
         written = [p for p in Path(args.output_path).glob("**/*.json*") if p.stat().st_mtime >= started - 1]
         if not any(p.name.endswith("_results.json") for p in written):
@@ -81,20 +109,51 @@ def missing_outputs(args: Any, results: dict | None, started: float) -> list[str
     return problems
 
 
+def list_models() -> None:
+    """narrowgate's lmms-eval models, printed after lmms-eval's own ``models`` listing (which shows only
+    its built-ins)."""
+    from model_wrappers.registry import model_names
+
+    names = list(model_names())
+    print(f"narrowgate models ({len(names)}, simple; <family>_<condition>; see the narrowgate README):\n")
+    for name in names:
+        print(f"  {name}")
+
+
+def list_tasks(argv: list[str]) -> None:
+    """lmms-eval's ``tasks`` subcommand with narrowgate's task folder on the include path."""
+    import argparse
+
+    from lmms_eval.cli.tasks_cmd import add_tasks_parser, run_tasks
+
+    parser = argparse.ArgumentParser(prog="lmms_eval")
+    add_tasks_parser(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    args.include_path = include_paths(args.include_path)
+    run_tasks(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     apply_filelock_workaround()
     if argv and argv[0] == "eval":
         argv = argv[1:]
+    if argv and argv[0] == "tasks":
+        list_tasks(argv)
+        return 0
     if not argv or not argv[0].startswith("-"):
-        # Subcommands (tasks, models, version, ...) and the banner: lmms-eval's dispatcher as is.
+        # Other subcommands (models, version, ...) and the banner: lmms-eval's dispatcher as is.
         from lmms_eval.cli.dispatch import main as dispatch
 
         sys.argv = ["lmms_eval", *argv]
         dispatch()
+        if argv and argv[0] == "models" and not {"-h", "--help"} & set(argv):
+            list_models()
         return 0
 
     import lmms_eval.__main__ as lmms_cli
+
+    from narrowgate_tasks.java import check_java
 
     rank = int(os.environ.get("RANK", "0"))
     failures: list[str] = []
@@ -106,10 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         args.include_path = include_paths(args.include_path)
         try:
             check_model(args.model, args.model_args)
+            check_java((args.tasks or "").split(","))
             results, samples = evaluate_one(args)
         except Exception as error:
-            failures.append(f"{args.model} on {args.tasks}: {type(error).__name__}: {error}")
-            raise
+            shown = plain_error(error)
+            failures.append(f"{args.model} on {args.tasks}: {type(shown).__name__}: {shown}")
+            if shown is error:
+                raise
+            raise shown from None
         if rank == 0:
             failures.extend(
                 f"{args.model} on {args.tasks}: {problem}" for problem in missing_outputs(args, results, started)

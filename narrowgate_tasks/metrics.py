@@ -140,6 +140,13 @@ def _coco_caption_scores(preds: tuple[str, ...], refs: tuple[tuple[str, ...], ..
     # where a truly empty last line would vanish and misalign the tokenizer's output.
     gts = tokenizer.tokenize({i: [{"caption": r} for r in rs] for i, rs in enumerate(refs)})
     res = tokenizer.tokenize({i: [{"caption": p if p.strip() else "."}] for i, p in enumerate(preds)})
+    # The tokenizer ignores Java's exit status: a broken Java returns fewer lines, silently.
+    for what, given, tokenized in (("references", refs, gts), ("captions", [[p] for p in preds], res)):
+        n_given, n_back = sum(map(len, given)), sum(map(len, tokenized.values()))
+        if n_back != n_given:
+            raise RuntimeError(
+                f"the PTB tokenizer (Java) returned {n_back} of {n_given} {what}; check `java -version`"
+            )
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     meteor, _ = Meteor().compute_score(gts, res)
     rouge, _ = Rouge().compute_score(gts, res)

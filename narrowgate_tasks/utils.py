@@ -13,7 +13,10 @@ Scores per sample, as they appear in lmms-eval's ``*_samples_<task>.jsonl`` (one
 - captions: ``cider_paper`` (a number: the authors' CIDEr-D of this caption with the idf of all the
   task's references, so the task's mean is exactly their corpus score; under ``--limit`` the idf still
   comes from the whole task). ``cider_ptb``, ``bleu4_ptb``, ``meteor_ptb``, ``rouge_l_ptb`` hold
-  ``{"pred", "refs"}`` for the corpus-level standard pipeline and have no per-sample value.
+  ``{"pred", "refs"}`` for the corpus-level standard pipeline and have no per-sample value; they are
+  absent under ``NARROWGATE_SKIP_PTB=1`` (``narrowgate_tasks.java``). A ``*_ptb`` aggregation that fails
+  (Java broken) logs the error and reports NaN, so that lmms-eval still writes the samples and every
+  other score; the ``lmms_eval`` launcher then exits non-zero naming the metric.
 
 Every task scores ``prompts.first_line`` of the model's continuation.
 """
@@ -21,13 +24,14 @@ Every task scores ``prompts.first_line`` of the model's continuation.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Sequence
 
 import datasets
 from loguru import logger
 
-from narrowgate_tasks import metrics, prompts
+from narrowgate_tasks import java, metrics, prompts
 from narrowgate_tasks.sources import (
     COCO2014_VAL_IMAGES,
     COCO_KARPATHY_TEST,
@@ -73,7 +77,9 @@ def select_paper_vqav2(ds: datasets.Dataset) -> datasets.Dataset:
 
 def caption_docs(ds: datasets.Dataset, refs: str, image_id: str, first: int | None = None) -> datasets.Dataset:
     """Normalised caption documents (see module doc) from ``ds``'s ``refs``/``image_id`` columns; ``first``
-    keeps the first rows (the paper's subsets), refusing a copy that has fewer."""
+    keeps the first rows (the paper's subsets), refusing a copy that has fewer. Java is checked here, before
+    any caption is generated (see ``java``)."""
+    java.require_java("this narrowgate caption task")
     if first is not None:
         if len(ds) < first:
             raise ValueError(f"the paper's subset is the first {first} rows, but this copy has only {len(ds)}")
@@ -168,13 +174,22 @@ def caption_process_results(doc: dict, results: Sequence[str]) -> dict:
     pred = prompts.first_line(results[0])
     refs = list(doc["refs"])
     scores: dict = {"cider_paper": metrics.cider_d(pred, refs, metrics.registered_corpus(doc[CORPUS_COLUMN]))}
-    item = {"pred": pred, "refs": refs}
-    scores.update({name: item for name in metrics.PTB_METRICS})
+    if not java.ptb_skipped():
+        item = {"pred": pred, "refs": refs}
+        scores.update({name: item for name in metrics.PTB_METRICS})
     return scores
 
 
 def _ptb(name: str, items: list[dict]) -> float:
-    return metrics.coco_caption_scores([i["pred"] for i in items], [i["refs"] for i in items])[name]
+    # An exception here would make lmms-eval drop the whole run, generated samples included.
+    try:
+        return metrics.coco_caption_scores([i["pred"] for i in items], [i["refs"] for i in items])[name]
+    except Exception as error:
+        logger.error(
+            f"{name} failed, reported as NaN (samples and cider_paper are kept): {type(error).__name__}: {error}. "
+            f"{java.SKIP_ENV}=1 skips the *_ptb metrics."
+        )
+        return math.nan
 
 
 def cider_ptb(items: list[dict]) -> float:

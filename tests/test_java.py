@@ -1,0 +1,145 @@
+"""Caption metrics without Java: the check before any model loads, the ``NARROWGATE_SKIP_PTB`` switch,
+and a failing ``*_ptb`` metric that keeps the generated samples and ``cider_paper`` (real lmms-eval on
+the tiny Chameleon; Java is taken off the PATH, or replaced by a broken one)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from narrowgate_tasks import java
+from narrowgate_tasks.metrics import PTB_METRICS
+
+CAPTION = "narrowgate_smoke_caption"
+LIMIT = 3
+
+
+def java_free_path(tmp_path: Path, broken: bool = False) -> str:
+    """A PATH with no Java on it, or with a ``java`` that prints nothing and exits 1."""
+    folder = tmp_path / ("broken-java" if broken else "no-java")
+    folder.mkdir(exist_ok=True)
+    if broken:
+        fake = folder / "java"
+        fake.write_text("#!/bin/sh\nexit 1\n")
+        fake.chmod(0o755)
+    return str(folder)
+
+
+def test_which_tasks_need_java():
+    assert java.ptb_tasks(["narrowgate"]) == ["narrowgate_coco_cap", "narrowgate_flickr30k"]
+    assert java.ptb_tasks(["narrowgate_smoke_*"]) == [CAPTION]
+    assert java.ptb_tasks(["narrowgate_vqav2", "narrowgate_smoke_vqa", "coco2017_cap_val", "list"]) == []
+
+
+def test_check_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", java_free_path(tmp_path))
+    monkeypatch.delenv(java.SKIP_ENV, raising=False)
+    java.check_java(["narrowgate_smoke_vqa"])  # no caption task: no Java needed
+    with pytest.raises(java.JavaMissingError) as error:
+        java.check_java(["narrowgate_vqav2", "narrowgate_coco_cap"])
+    message = str(error.value)
+    assert "task(s) narrowgate_coco_cap" in message
+    assert "apt-get install default-jre-headless" in message and "NARROWGATE_SKIP_PTB=1" in message
+    for off in ("0", ""):
+        monkeypatch.setenv(java.SKIP_ENV, off)
+        with pytest.raises(java.JavaMissingError):
+            java.check_java(["narrowgate_coco_cap"])
+    monkeypatch.setenv(java.SKIP_ENV, "1")
+    java.check_java(["narrowgate_coco_cap"])
+
+
+def test_launcher_refuses_before_the_model_loads(tmp_path):
+    """No Java, no switch: the launcher fails on Java although the checkpoint does not even exist."""
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), java_free_path(tmp_path)]),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    env.pop(java.SKIP_ENV, None)
+    command = [
+        str(Path(sys.executable).parent / "lmms_eval"),
+        "--model", "chameleon_baseline",
+        "--model_args", f"pretrained={tmp_path / 'no-checkpoint'}",
+        "--tasks", f"narrowgate_smoke_vqa,{CAPTION}",
+        "--output_path", str(tmp_path / "out"),
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"FAILED: chameleon_baseline on narrowgate_smoke_vqa,{CAPTION}: JavaMissingError" in output, output[-3000:]
+    assert "apt-get install default-jre-headless" in output and "NARROWGATE_SKIP_PTB=1" in output
+    assert "no checkpoint folder" not in output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def chameleon(tiny_dir):
+    import model_wrappers
+
+    return model_wrappers.load_model("chameleon", str(tiny_dir("chameleon")))
+
+
+def caption_run(lm) -> dict:
+    from lmms_eval import evaluator
+    from lmms_eval.tasks import TaskManager
+
+    from narrowgate.launcher import tasks_dir
+
+    manager = TaskManager("ERROR", include_path=tasks_dir(), include_defaults=False)
+    return evaluator.simple_evaluate(
+        model=lm, tasks=[CAPTION], task_manager=manager, limit=LIMIT, log_samples=True, verbosity="ERROR"
+    )
+
+
+def test_skip_switch_reports_cider_paper_only(chameleon, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", java_free_path(tmp_path))
+    monkeypatch.setenv(java.SKIP_ENV, "1")
+    out = caption_run(chameleon)
+    scores = out["results"][CAPTION]
+    samples = out["samples"][CAPTION]
+    assert len(samples) == LIMIT
+    assert math.isfinite(scores["cider_paper,none"])
+    assert scores["cider_paper,none"] == pytest.approx(sum(s["cider_paper"] for s in samples) / LIMIT, abs=1e-12)
+    assert not [key for key in scores if key.split(",")[0] in PTB_METRICS]  # skipped, not made up
+    assert not [name for name in PTB_METRICS if name in samples[0]]
+
+
+def test_the_caption_task_refuses_before_generation(chameleon, tmp_path, monkeypatch):
+    """lmms-eval's own command loads the model before the tasks; building the documents (before any
+    request reaches the model) checks Java again."""
+    monkeypatch.setenv("PATH", java_free_path(tmp_path))
+    monkeypatch.delenv(java.SKIP_ENV, raising=False)
+    from narrowgate.launcher import plain_error
+
+    with pytest.raises(Exception) as error:  # lmms-eval retries building documents: RetryError(cause)
+        caption_run(chameleon)
+    assert isinstance(plain_error(error.value), java.JavaMissingError)
+    assert "this narrowgate caption task" in str(plain_error(error.value))
+
+
+def test_a_failing_metric_keeps_the_samples(chameleon, tmp_path, monkeypatch):
+    """A broken Java (prints nothing, exits 1): the *_ptb metrics are NaN, everything else is kept."""
+    monkeypatch.setenv("PATH", java_free_path(tmp_path, broken=True))
+    monkeypatch.delenv(java.SKIP_ENV, raising=False)
+    out = caption_run(chameleon)
+    scores = out["results"][CAPTION]
+    samples = out["samples"][CAPTION]
+    assert len(samples) == LIMIT and all(isinstance(s["cider_paper"], float) for s in samples)
+    assert math.isfinite(scores["cider_paper,none"])
+    assert all(math.isnan(scores[f"{name},none"]) for name in PTB_METRICS)
+
+    import argparse
+    import time
+
+    from narrowgate.launcher import missing_outputs
+
+    args = argparse.Namespace(tasks=CAPTION, output_path=None, log_samples=False)
+    problems = missing_outputs(args, out, time.time())
+    assert [p.split(" of task")[0] for p in problems] == [f"metric {name}" for name in PTB_METRICS]
+    assert "samples and the other scores were kept" in problems[0]
