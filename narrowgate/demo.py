@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     from narrowgate import leaderboard
     from narrowgate.grid import ConfigError, load_config, run_grid, set_log_level
+    from narrowgate_tasks.java import JavaMissingError
 
     set_log_level("WARNING")
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     try:
         report = run_grid(load_config(config_path), output, limit=args.limit)
-    except ConfigError as error:
+    except (ConfigError, JavaMissingError) as error:
         print(f"narrowgate demo: {error}", file=sys.stderr)
         return 2
     board = leaderboard.build(output)

@@ -49,6 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from narrowgate.launcher import plain_error, tasks_dir
+from narrowgate_tasks.java import JavaMissingError, check_java
+
 CELL_FILE = "cell.json"
 GRID_FILE = "grid.json"
 CHECKPOINTS_DIR = "_checkpoints"
@@ -455,6 +458,7 @@ def run_grid(
         raise ConfigError(f"--limit must be a positive integer, got {limit}")
     cells = select_cells(config.cells(), only)
     task_manager = _task_manager(config, verbosity)
+    check_java({cell.task for cell in cells})  # caption metrics need Java: refuse before any model loads
     output.mkdir(parents=True, exist_ok=True)
 
     statuses = {c.id: CellStatus(c.id, "pending") for c in cells}
@@ -592,7 +596,7 @@ def _task_manager(config: GridConfig, verbosity: str):
     """lmms-eval's index of narrowgate's tasks only; fails before any model loads if a task is unknown."""
     from lmms_eval.tasks import TaskManager
 
-    manager = TaskManager(verbosity, include_path=_tasks_dir(), include_defaults=False)
+    manager = TaskManager(verbosity, include_path=tasks_dir(), include_defaults=False)
     unknown = [t for t in config.tasks if t not in manager.all_subtasks]
     if unknown:
         raise ConfigError(
@@ -600,12 +604,6 @@ def _task_manager(config: GridConfig, verbosity: str):
             f"{', '.join(manager.all_subtasks)}"
         )
     return manager
-
-
-def _tasks_dir() -> str:
-    import narrowgate_tasks
-
-    return str(Path(narrowgate_tasks.__file__).parent)
 
 
 def _group_by_model(cells: list[Cell]) -> list[tuple[ModelSpec, list[Cell]]]:
@@ -618,7 +616,8 @@ def _group_by_model(cells: list[Cell]) -> list[tuple[ModelSpec, list[Cell]]]:
 def _fail(status: CellStatus, error: BaseException, seconds: float, log) -> None:
     status.status = "failed"
     status.seconds = round(seconds, 3)
-    status.error = f"{type(error).__name__}: {error}"
+    shown = plain_error(error)
+    status.error = f"{type(shown).__name__}: {shown}"
     status.traceback = traceback.format_exc()
     log(f"FAILED {status.cell}: {status.error}")
 
@@ -711,7 +710,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         report = run_grid(config, args.output, limit=args.limit, only=args.only, verbosity=args.verbosity)
-    except ConfigError as error:
+    except (ConfigError, JavaMissingError) as error:
         print(f"narrowgate grid: {error}", file=sys.stderr)
         return 2
     done = sum(s.status in ("done", "skipped") for s in report.statuses)

@@ -143,3 +143,22 @@ def test_a_failing_metric_keeps_the_samples(chameleon, tmp_path, monkeypatch):
     problems = missing_outputs(args, out, time.time())
     assert [p.split(" of task")[0] for p in problems] == [f"metric {name}" for name in PTB_METRICS]
     assert "samples and the other scores were kept" in problems[0]
+
+
+def test_grid_refuses_before_any_model_loads(tmp_path, monkeypatch, capsys):
+    from narrowgate.cli import main
+
+    monkeypatch.setenv("PATH", java_free_path(tmp_path))
+    monkeypatch.delenv(java.SKIP_ENV, raising=False)
+    config = tmp_path / "g.yaml"
+    config.write_text(
+        f"tasks: [narrowgate_smoke_vqa, {CAPTION}]\nconditions: [baseline]\n"
+        "models: [{name: m, family: chameleon, pretrained: ./no-such-checkpoint}]\n"
+    )
+    assert main(["grid", str(config), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"narrowgate grid: Java is not on the PATH, but task(s) {CAPTION} reports" in err
+    assert "no-such-checkpoint" not in err and not (tmp_path / "out").exists()
+    monkeypatch.setenv(java.SKIP_ENV, "1")  # the switch: the grid goes on (and fails on the checkpoint)
+    assert main(["grid", str(config), "--output", str(tmp_path / "out")]) == 1
+    assert "no-such-checkpoint" in capsys.readouterr().err
