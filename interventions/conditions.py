@@ -1,7 +1,7 @@
 """Named experimental conditions: which attention edges to cut, or which hidden state to destroy.
 
 A condition maps a row's Layout to knockouts, each "queries at positions >= first_query may not read
-these keys" (PROTOCOL.md §3), or marks that it replaces the gate's hidden state instead. Positions are
+these keys" (docs/protocol.md §3), or marks that it replaces the gate's hidden state instead. Positions are
 those of the Layout, so generated tokens (positions >= the prompt length) are queries of every
 knockout whose queries are "all" or "after the gate". The mechanism that applies them lives in
 ``interventions.knockout`` and ``interventions.gate``.

@@ -1,4 +1,4 @@
-"""Edits of the gate's hidden state: randomisation, recording and activation patching (PROTOCOL §6).
+"""Edits of the gate's hidden state: randomisation, recording and activation patching (docs/protocol.md §6).
 
 All three act on the *input* of chosen decoder layers at the gate position(s) of every image (Emu3:
 both gate tokens), through forward pre-hooks that the Session owns; the positions are resolved once

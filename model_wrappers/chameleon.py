@@ -2,7 +2,7 @@
 
 The authors prompted Chameleon without a chat template: ``<image>{request}`` plus the completion cue
 of ``narrowgate_tasks.prompts.completion_suffix`` (`` Answer:`` after a short-answer request), with
-the processor's ``return_for_text_completion=True`` (no trailing sep token), PROTOCOL.md §4.
+the processor's ``return_for_text_completion=True`` (no trailing sep token), docs/protocol.md §4.
 The processor expands ``<image>`` into ``<racm3:break>`` + 1024 image tokens + ``<eoss>`` (the gate). Chameleon's processor
 returns float32 pixels that the model does not cast itself.
 """

@@ -1,7 +1,7 @@
 """LLaVA-OneVision (``llava-hf/llava-onevision-qwen2-7b-ov-hf``): ChatML with the image in its own turn.
 
 The model has no end-of-image token. The authors wrapped the image in ``<|im_start|>`` ... ``<|im_end|>``
-so that ``<|im_end|>``, the first token after the image run, is the gate (PROTOCOL.md §2); the question
+so that ``<|im_end|>``, the first token after the image run, is the gate (docs/protocol.md §2); the question
 follows in the next user turn.
 """
 

@@ -10,9 +10,9 @@
   pycocoevalcap's scorer on raw text with the evaluated references as the idf corpus; per image it
   depends on the corpus only through the document frequencies and log(#images), which ``CiderCorpus``
   holds, so each sample gets its own score. Scale: pycocoevalcap's, where a caption equal to every
-  reference scores 10, not divided by 10: PROTOCOL.md §4 says "divided by 10", but the published values
+  reference scores 10, not divided by 10: the paper says "divided by 10", but the published values
   (LLaVA .98 COCO, .70 Flickr30k) would then stand for 9.8 and 7.0 here, near-verbatim agreement with
-  all five references; on pycocoevalcap's own scale they are ordinary scores.
+  all five references; on pycocoevalcap's own scale they are ordinary scores (docs/protocol.md §7).
 - ``coco_caption_scores``: the standard pipeline lmms-eval's COCO/Flickr tasks run (PTB tokenizer,
   then BLEU-4, METEOR, ROUGE-L, CIDEr from pycocoevalcap; Java). Corpus-level only: the tokenizer is
   one Java process per call, so it runs once per task at aggregation time.

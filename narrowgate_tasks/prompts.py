@@ -7,7 +7,7 @@ A task supplies the *request*, never a family's prompt format:
 
 The family wrapper owns everything around it: where the image goes, chat template or none, and the
 cue that starts the answer. Chat families put the request in the user turn and let the template open
-the assistant turn. Text-completion families (the authors ran Chameleon this way, PROTOCOL.md §4)
+the assistant turn. Text-completion families (the authors ran Chameleon this way, docs/protocol.md §4)
 append ``completion_suffix(request)`` after the request: ``" Answer:"`` for a short-answer request
 (the request ends with ``VQA_INSTRUCTION``), nothing for the caption request — exactly the authors'
 two Chameleon prompts. The rule keys on the instruction text, so it also holds for lmms-eval's own

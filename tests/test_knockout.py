@@ -16,7 +16,7 @@ KNOCKOUT_CONDITIONS = [name for name in CONDITIONS if name not in ("baseline", "
 
 
 def expected_cut(condition, layout, length: int) -> torch.Tensor:
-    """(query, key) edges the condition cuts in one row, written out from PROTOCOL §3 (not from the
+    """(query, key) edges the condition cuts in one row, written out from docs/protocol.md §3 (not from the
     engine), restricted to edges that causal attention has at all."""
     cut = torch.zeros(length, length, dtype=torch.bool)
     for index, span in enumerate(layout.spans):

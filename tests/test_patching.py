@@ -1,4 +1,4 @@
-"""The gate invariants of PROTOCOL §3 and the patching primitive of §6, on every family's tiny model.
+"""The gate invariants of docs/protocol.md §3 and the patching primitive of §6, on every family's tiny model.
 
 Each invariant is paired with the run where it must NOT hold, so that a no-op cannot pass.
 
