@@ -414,14 +414,14 @@ def test_baseline_differs_from_image_ablated(cli_runs, tiny_dir):
 
 
 def test_two_processes_equal_one(cli_runs, tiny_dir, tmp_path):
-    """torchrun --nproc_per_node 2 -m lmms_eval (gloo on CPU): the same per-sample outputs as one process."""
+    """torchrun --nproc_per_node 2 -m narrowgate.launcher (gloo on CPU), as the README says: the same
+    per-sample outputs as one process."""
     output = tmp_path / "dp"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "lmms_eval",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "narrowgate.launcher",
         "--model", "chameleon_image_ablated",
         "--model_args", f"pretrained={tiny_dir('chameleon')}",
         "--tasks", SMOKE,
-        "--include_path", tasks_dir(),
         "--limit", str(LIMIT),
         "--output_path", str(output),
         "--log_samples",
