@@ -2,7 +2,7 @@
 
 A bare family name is not registered: ``llava``, ``llava_onevision`` and ``qwen2_vl`` are lmms-eval
 built-ins, and an entry point overwrites a built-in of the same name, so a plugin must only add names
-that collide with nothing (``tests/test_registry.py`` compares them with lmms-eval's own registry).
+that collide with nothing (``tests/test_lmms_guest.py`` compares them with lmms-eval's own registry).
 The baseline is ``<family>_baseline``. From Python, ``model_class(family)`` is the family's wrapper
 whose condition ``condition=`` chooses (``model_wrappers.load_model``; the grid switches conditions on it).
 
