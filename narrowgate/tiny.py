@@ -396,15 +396,26 @@ BUILDERS: dict[str, Callable[[], tuple[PreTrainedConfig, ProcessorMixin]]] = {
 
 
 def build(family: str, seed: int = 0) -> tuple[PreTrainedModel, ProcessorMixin]:
-    """A tiny random-weight model of ``family`` (eval mode) and its processor; same seed, same weights."""
+    """A tiny random-weight model of ``family`` (eval mode) and its processor; same seed, same weights.
+
+    ``family`` is one of the declared families or an architecture of the generic ``auto`` family
+    (``narrowgate.tiny_auto``)."""
     import torch
     import transformers
 
-    spec = family_spec(family)
-    config, processor = BUILDERS[family]()
+    from narrowgate.tiny_auto import ARCHITECTURES
+
+    if family in ARCHITECTURES:
+        from interventions.generic import model_class_name
+
+        config, processor = ARCHITECTURES[family]()
+        model_class = model_class_name(config)
+    else:
+        config, processor = BUILDERS[family]()
+        model_class = family_spec(family).model_class
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = getattr(transformers, spec.model_class)(config)
+        model = getattr(transformers, model_class)(config)
     return model.eval(), processor
 
 
@@ -418,23 +429,24 @@ def save(family: str, out_dir: str | Path, seed: int = 0) -> Path:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("family", nargs="?", help=f"one of: {', '.join(TINY_FAMILIES)}")
+    parser.add_argument("family", nargs="?", help="a family or an architecture of the auto family (see --list)")
     parser.add_argument("out_dir", nargs="?", help="directory to write the checkpoint to")
     parser.add_argument("--seed", type=int, default=0, help="weight-initialisation seed (default 0)")
-    parser.add_argument("--list", action="store_true", help="list the families and exit")
+    parser.add_argument("--list", action="store_true", help="list the families and auto-family architectures, and exit")
 
 
 def run(args: argparse.Namespace) -> int:
+    from narrowgate.tiny_auto import TINY_ARCHITECTURES
+
     if args.list:
-        print("\n".join(TINY_FAMILIES))
+        print("\n".join([*TINY_FAMILIES, *TINY_ARCHITECTURES]))
         return 0
+    known = f"families: {', '.join(TINY_FAMILIES)}; auto-family architectures: {', '.join(TINY_ARCHITECTURES)}"
     if args.family is None or args.out_dir is None:
-        print(f"narrowgate tiny: give FAMILY and OUT_DIR (families: {', '.join(TINY_FAMILIES)})", file=sys.stderr)
+        print(f"narrowgate tiny: give FAMILY and OUT_DIR ({known})", file=sys.stderr)
         return 2
-    try:
-        family_spec(args.family)
-    except ValueError as error:
-        print(f"narrowgate tiny: {error}", file=sys.stderr)
+    if args.family not in (*TINY_FAMILIES, *TINY_ARCHITECTURES):
+        print(f"narrowgate tiny: unknown family or architecture {args.family!r} ({known})", file=sys.stderr)
         return 2
     out = save(args.family, args.out_dir, args.seed)
     print(f"wrote a tiny {args.family} checkpoint (seed {args.seed}) to {out}")
