@@ -49,6 +49,7 @@ def _mistral3() -> tuple[PreTrainedConfig, ProcessorMixin]:
         vision_config={"model_type": "pixtral", "image_size": size, "patch_size": patch, "head_dim": 16, **VIT},
         image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"),
         spatial_merge_size=2,
+        tie_word_embeddings=False,  # tied, a random model repeats its last input token (a special one)
     )
     return config, processor
 
@@ -82,6 +83,7 @@ def _internvl() -> tuple[PreTrainedConfig, ProcessorMixin]:
         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
         image_seq_length=per_tile,
         downsample_ratio=0.5,
+        tie_word_embeddings=False,
     )
     return config, processor
 
