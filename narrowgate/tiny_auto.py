@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def _chat(user: str, image: str, assistant: str, system: str = "") -> str:
-    """A Jinja chat template: ``system``, then each user turn as ``user`` around its images and text."""
+    """A Jinja chat template: ``system`` (Jinja too), then each user turn as ``user`` around its images and text."""
     return (
         system
         + "{% for message in messages %}{% if message['role'] == 'user' %}"
@@ -42,7 +42,7 @@ def _mistral3() -> tuple[PreTrainedConfig, ProcessorMixin]:
     image_processor = PixtralImageProcessor(size={"longest_edge": size}, patch_size={"height": patch, "width": patch})
     processor = PixtralProcessor(
         image_processor, tokenizer, patch_size=patch, spatial_merge_size=2,
-        chat_template=_chat("[INST]{content}[/INST]", "[IMG]", ""),
+        chat_template=_chat("[INST]{content}[/INST]", "[IMG]", "", system="{{ bos_token }}"),
     )
     config = Mistral3Config(
         text_config={"model_type": "mistral", **_text(tokenizer)},
