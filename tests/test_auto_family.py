@@ -133,3 +133,13 @@ def test_cli_runs_the_auto_family(tiny_dir, tmp_path):
     samples = read_samples(tmp_path, SMOKE)
     assert all(sample["narrowgate"]["layers"] == [1] for sample in samples.values())
     assert_equals_engine(AutoEngine(load(tiny_dir, "qwen2_5_vl")), samples, "gate_only", limit=2)
+
+
+def test_grids_take_the_auto_family(tmp_path):
+    from narrowgate.grid import ConfigError, load_config, parse_config
+
+    config = load_config("configs/open_models.yaml")
+    assert {model.family for model in config.models} >= {"auto", "chameleon", "llava"}
+    entry = {"tasks": [SMOKE], "conditions": ["baseline"], "models": [{"name": "m", "family": "auto", "tiny": True}]}
+    with pytest.raises(ConfigError, match=r"models\[0\]\.tiny: .*`narrowgate tiny ARCHITECTURE DIR`"):
+        parse_config(entry, tmp_path / "grid.yaml")
