@@ -16,8 +16,9 @@ import pytest
 from test_wrappers import BIN, SMOKE, Engine, assert_equals_engine, evaluate, raw_response, read_samples, run
 from tiny_cases import load
 
-from interventions import FamilySpec, make_condition
+from interventions import FamilySpec, family_spec, make_condition
 from interventions.generic import check_probe, derive_spec
+from narrowgate.tiny import TINY_FAMILIES
 from narrowgate.tiny_auto import TINY_ARCHITECTURES
 
 # architecture -> (tokens of the image run, start tokens, gate tokens) in the chat prompt's input_ids;
@@ -143,3 +144,26 @@ def test_grids_take_the_auto_family(tmp_path):
     entry = {"tasks": [SMOKE], "conditions": ["baseline"], "models": [{"name": "m", "family": "auto", "tiny": True}]}
     with pytest.raises(ConfigError, match=r"models\[0\]\.tiny: .*`narrowgate tiny ARCHITECTURE DIR`"):
         parse_config(entry, tmp_path / "grid.yaml")
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_derived_equals_declared_on_the_seven_families(tiny_dir, images, family):
+    """What the generic family derives for the paper's checkpoints is their declared layout; Emu3's
+    two-token gate is not derivable, is refused, and runs once declared."""
+    tiny = load(tiny_dir, family)
+    declared = family_spec(family)
+
+    def derived(**declarations):
+        spec = derive_spec(family, tiny.model.config, tiny.processor, **declarations)
+        return check_probe(spec, tiny.processor, images[0])
+
+    if family == "emu3":
+        with pytest.raises(ValueError, match=r"not followed by its gate .*Declare image_token=, start_token= and gate_token="):
+            derived()
+        spec = derived(gate_token="<|extra_201|>+<|image end|>")
+    else:
+        spec = derived()
+    assert (set(spec.image_tokens), spec.start_tokens, spec.gate_tokens) == (
+        set(declared.image_tokens), declared.start_tokens, declared.gate_tokens
+    )
+    assert spec.model_class == declared.model_class
