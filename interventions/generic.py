@@ -75,7 +75,9 @@ def _at_most_one(name: str, kind: str, sources, config, processor, declare: str)
     tokens = tuple(dict.fromkeys(token for token, _ in found))
     if len(tokens) > 1:
         where = ", ".join(f"{token!r} ({source})" for token, source in found)
-        raise ValueError(f"{name}: several candidate {kind} tokens: {where}; declare the right one with {declare}=TOKEN")
+        raise ValueError(
+            f"{name}: several candidate {kind} tokens: {where}; declare the right one with {declare}=TOKEN"
+        )
     return tokens
 
 

@@ -58,7 +58,9 @@ def find_processor(wrapper: Any, model, trust_remote_code: bool):
     """The wrapper's transformers processor, or the checkpoint's own when the wrapper keeps none."""
     from transformers import AutoProcessor, ProcessorMixin
 
-    for candidate in [getattr(wrapper, attribute, None) for attribute in PROCESSOR_ATTRIBUTES] + list(vars(wrapper).values()):
+    for candidate in [getattr(wrapper, attribute, None) for attribute in PROCESSOR_ATTRIBUTES] + list(
+        vars(wrapper).values()
+    ):
         if isinstance(candidate, ProcessorMixin):
             return candidate
     return AutoProcessor.from_pretrained(model.config._name_or_path, trust_remote_code=trust_remote_code)
@@ -106,7 +108,9 @@ class ConditionHooks:
             try:
                 layouts = find_layouts(input_ids, kwargs.get("attention_mask"), self.ids)
             except ValueError as error:
-                raise NarrowgateInputError(f"{self.name}: malformed image span in the model's input_ids: {error}") from error
+                raise NarrowgateInputError(
+                    f"{self.name}: malformed image span in the model's input_ids: {error}"
+                ) from error
             stack = ExitStack()
             stack.enter_context(intervene(self.model, self.condition, layouts))
         except Exception as error:
@@ -159,7 +163,9 @@ class NarrowgateAdapter(lmms):
         if not base:
             raise ValueError("narrowgate: give the lmms-eval model to run as base=<name>, e.g. base=mistral3_vl")
         if base in model_names() or base == ADAPTER[0]:
-            raise ValueError(f"narrowgate: base={base} is a narrowgate model already; use it directly with --model {base}")
+            raise ValueError(
+                f"narrowgate: base={base} is a narrowgate model already; use it directly with --model {base}"
+            )
         self.condition = make_condition(condition, layers=layers, knockout=knockout, k=k, seed=seed)
         self.base_name = base
         self.base = get_model(base, force_simple=True)(**base_args)
@@ -173,7 +179,9 @@ class NarrowgateAdapter(lmms):
             raise ValueError(f"narrowgate (base={base}): {error}") from error
         num_layers = model.config.get_text_config().num_hidden_layers
         self.condition.layer_indices(num_layers)  # layer spec out of range: fail before evaluating
-        self.hooks = ConditionHooks(model, self.condition, spec.token_ids(processor.tokenizer), f"narrowgate (base={base})")
+        self.hooks = ConditionHooks(
+            model, self.condition, spec.token_ids(processor.tokenizer), f"narrowgate (base={base})"
+        )
         self.task_dict = self.base.task_dict  # the evaluator fills the adapter's; the wrapper reads its own
         self._rank, self._world_size = self.base.rank, self.base.world_size
 

@@ -23,13 +23,19 @@ def _chat(user: str, image: str, assistant: str, system: str = "") -> str:
     return (
         system
         + "{% for message in messages %}{% if message['role'] == 'user' %}"
-        + user.replace("{content}", "{% for item in message['content'] %}{% if item['type'] == 'image' %}"
-                       + image + "{% else %}{{ item['text'] }}{% endif %}{% endfor %}")
-        + "{% endif %}{% endfor %}{% if add_generation_prompt %}" + assistant + "{% endif %}"
+        + user.replace(
+            "{content}",
+            "{% for item in message['content'] %}{% if item['type'] == 'image' %}"
+            + image
+            + "{% else %}{{ item['text'] }}{% endif %}{% endfor %}",
+        )
+        + "{% endif %}{% endfor %}{% if add_generation_prompt %}"
+        + assistant
+        + "{% endif %}"
     )
 
 
-CHATML = dict(user="<|im_start|>user\n{content}<|im_end|>\n", assistant="<|im_start|>assistant\n")
+CHATML = {"user": "<|im_start|>user\n{content}<|im_end|>\n", "assistant": "<|im_start|>assistant\n"}
 
 
 def _mistral3() -> tuple[PreTrainedConfig, ProcessorMixin]:
@@ -37,11 +43,16 @@ def _mistral3() -> tuple[PreTrainedConfig, ProcessorMixin]:
     of at most 32 px (w, h <= 4)."""
     from transformers import Mistral3Config, PixtralImageProcessor, PixtralProcessor
 
-    tokenizer = _tokenizer(LLAMA_SPECIAL, added=("[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]"), add_bos=True)
+    tokenizer = _tokenizer(
+        LLAMA_SPECIAL, added=("[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]"), add_bos=True
+    )
     size, patch = 32, 4
     image_processor = PixtralImageProcessor(size={"longest_edge": size}, patch_size={"height": patch, "width": patch})
     processor = PixtralProcessor(
-        image_processor, tokenizer, patch_size=patch, spatial_merge_size=2,
+        image_processor,
+        tokenizer,
+        patch_size=patch,
+        spatial_merge_size=2,
         chat_template=_chat("[INST]{content}[/INST]", "[IMG]", "", system="{{ bos_token }}"),
     )
     config = Mistral3Config(
@@ -74,7 +85,10 @@ def _internvl() -> tuple[PreTrainedConfig, ProcessorMixin]:
     image_processor = GotOcr2ImageProcessor(size={"height": size, "width": size}, max_patches=2)
     video_processor = InternVLVideoProcessor(size={"height": size, "width": size})
     processor = InternVLProcessor(
-        image_processor, tokenizer, video_processor, image_seq_length=per_tile,
+        image_processor,
+        tokenizer,
+        video_processor,
+        image_seq_length=per_tile,
         chat_template=_chat(CHATML["user"], "<IMG_CONTEXT>\n", CHATML["assistant"]),
     )
     config = InternVLConfig(
@@ -99,7 +113,13 @@ def _qwen2_5_vl() -> tuple[PreTrainedConfig, ProcessorMixin]:
         added=("<|vision_start|>", "<|vision_end|>", *QWEN_CHAT),
     )
     patch, merge = 4, 2
-    shape = {"patch_size": patch, "merge_size": merge, "temporal_patch_size": 2, "min_pixels": 16 * 16, "max_pixels": 32 * 32}
+    shape = {
+        "patch_size": patch,
+        "merge_size": merge,
+        "temporal_patch_size": 2,
+        "min_pixels": 16 * 16,
+        "max_pixels": 32 * 32,
+    }
     processor = Qwen2_5_VLProcessor(
         Qwen2VLImageProcessor(**shape),
         tokenizer,
@@ -146,12 +166,22 @@ def _llava_next() -> tuple[PreTrainedConfig, ProcessorMixin]:
         size={"shortest_edge": size}, crop_size={"height": size, "width": size}, image_grid_pinpoints=pinpoints
     )
     processor = LlavaNextProcessor(
-        image_processor, tokenizer, patch_size=patch, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1, chat_template=_chat("USER: {content} ", "<image>\n", "ASSISTANT:"),
+        image_processor,
+        tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=_chat("USER: {content} ", "<image>\n", "ASSISTANT:"),
     )
     config = LlavaNextConfig(
         text_config={"model_type": "llama", **_text(tokenizer)},
-        vision_config={"model_type": "clip_vision_model", "image_size": size, "patch_size": patch, "projection_dim": 32, **VIT},
+        vision_config={
+            "model_type": "clip_vision_model",
+            "image_size": size,
+            "patch_size": patch,
+            "projection_dim": 32,
+            **VIT,
+        },
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_grid_pinpoints=pinpoints,
         vision_feature_select_strategy="default",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_wrappers import BIN, SMOKE, evaluate, fixture_tasks, raw_response, read_samples, run, smoke_task
+from test_auto_family import lmms_eval_cli
+from test_wrappers import evaluate, fixture_tasks, raw_response, smoke_task
 from tiny_cases import load
 
 from interventions import find_layouts, intervene, make_condition
@@ -58,25 +59,16 @@ def test_outputs_equal_the_generic_family(tiny_dir):
 
 
 def test_cli(tiny_dir, tmp_path):
-    checkpoint = tiny_dir("mistral3")
-    command = [
-        str(BIN / "lmms_eval"),
-        "--model", "narrowgate",
-        "--model_args", f"base={BASE},pretrained={checkpoint},condition=gate_ablated,device=cpu",
-        "--tasks", SMOKE,
-        "--limit", "2",
-        "--output_path", str(tmp_path),
-        "--log_samples",
-    ]  # fmt: skip
-    result = run(command, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    args = f"base={BASE},pretrained={tiny_dir('mistral3')},condition=gate_ablated,device=cpu"
     tiny = load(tiny_dir, "mistral3")
-    for doc_id, sample in read_samples(tmp_path, SMOKE).items():
+    for doc_id, sample in lmms_eval_cli("narrowgate", args, tmp_path).items():
         assert raw_response(sample) == generic_family(tiny, "gate_ablated", doc_id)
 
 
 def test_refusals(tiny_dir):
-    with pytest.raises(ValueError, match=r"'dummy' \(lmms_eval.models.simple.dummy.Dummy\) holds no transformers PreTrainedModel"):
+    with pytest.raises(
+        ValueError, match=r"'dummy' \(lmms_eval.models.simple.dummy.Dummy\) holds no transformers PreTrainedModel"
+    ):
         NarrowgateAdapter(base="dummy")
     with pytest.raises(ValueError, match="base=auto_gate_ablated is a narrowgate model already"):
         NarrowgateAdapter(base="auto_gate_ablated")

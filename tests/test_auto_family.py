@@ -10,6 +10,7 @@ own generate on the prompt it logged, in process for every architecture and once
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -68,10 +69,15 @@ def test_missing_and_ambiguous_tokens_name_what_to_declare(tiny_dir):
         derive_spec("x", SimpleNamespace(model_type="mistral3"), bare)
     end = tokenizer.convert_tokens_to_ids("[/INST]")
     two_ends = SimpleNamespace(tokenizer=tokenizer, image_token="[IMG]", image_end_token="[IMG_END]")
-    with pytest.raises(ValueError, match=r"several candidate end-of-image tokens: '\[IMG_END\]' \(processor.image_end_token\), "
-                       r"'\[/INST\]' \(config.eoi_token_id\); declare the right one with gate_token="):
+    with pytest.raises(
+        ValueError,
+        match=r"several candidate end-of-image tokens: '\[IMG_END\]' \(processor.image_end_token\), "
+        r"'\[/INST\]' \(config.eoi_token_id\); declare the right one with gate_token=",
+    ):
         derive_spec("x", SimpleNamespace(model_type="mistral3", eoi_token_id=end), two_ends)
-    declared = derive_spec("x", SimpleNamespace(model_type="mistral3", eoi_token_id=end), two_ends, gate_token="[IMG_END]")
+    declared = derive_spec(
+        "x", SimpleNamespace(model_type="mistral3", eoi_token_id=end), two_ends, gate_token="[IMG_END]"
+    )
     assert declared.gate_tokens == ("[IMG_END]",) and declared.model_class == "Mistral3ForConditionalGeneration"
     with pytest.raises(ValueError, match="has no token '<eoi>'"):
         derive_spec("x", config, tiny.processor, gate_token="<eoi>")
@@ -83,8 +89,11 @@ def test_images_that_are_not_one_run_are_refused(tiny_dir, images):
     tiny = load(tiny_dir, "mistral3")
     # Without its row breaks, a Pixtral image is several runs, the first followed by a break, not its gate.
     rows = FamilySpec("x", "Mistral3ForConditionalGeneration", "[IMG]", ("[IMG]",), (), ("[IMG_END]",))
-    with pytest.raises(ValueError, match=r"does not match what the processor writes .*not followed by its gate.*"
-                       r"Declare image_token=, start_token= and gate_token="):
+    with pytest.raises(
+        ValueError,
+        match=r"does not match what the processor writes .*not followed by its gate.*"
+        r"Declare image_token=, start_token= and gate_token=",
+    ):
         check_probe(rows, tiny.processor, images[0])
     tiles = FamilySpec("x", "Mistral3ForConditionalGeneration", "[IMG]", ("[IMG]",), (), ())
     with pytest.raises(ValueError, match=r"one image became \d+ runs of image tokens"):
@@ -96,7 +105,9 @@ def test_images_that_are_not_one_run_are_refused(tiny_dir, images):
 def test_wrong_declaration_fails_at_load(tiny_dir):
     from model_wrappers.registry import model_class
 
-    with pytest.raises(ValueError, match=r"auto_gate_only \(.*\): internvl: .*does not match what the processor writes"):
+    with pytest.raises(
+        ValueError, match=r"auto_gate_only \(.*\): internvl: .*does not match what the processor writes"
+    ):
         model_class("auto_gate_only")(pretrained=str(tiny_dir("internvl")), gate_token="\n")
 
 
@@ -118,20 +129,24 @@ def test_auto_model_equals_the_engine(tiny_dir, arch):
     assert outputs["image_ablated"] != outputs["baseline"] or outputs["gate_ablated"] != outputs["baseline"]
 
 
-def test_cli_runs_the_auto_family(tiny_dir, tmp_path):
-    checkpoint = tiny_dir("qwen2_5_vl")
+def lmms_eval_cli(model: str, model_args: str, output: Path, limit: int = 2) -> dict[int, dict]:
+    """``lmms_eval --model MODEL --model_args ARGS`` on the smoke task; the samples by doc id."""
     command = [
         str(BIN / "lmms_eval"),
-        "--model", "auto_gate_only",
-        "--model_args", f"pretrained={checkpoint},layers=1",
+        "--model", model,
+        "--model_args", model_args,
         "--tasks", SMOKE,
-        "--limit", "2",
-        "--output_path", str(tmp_path),
+        "--limit", str(limit),
+        "--output_path", str(output),
         "--log_samples",
     ]  # fmt: skip
-    result = run(command, cwd=tmp_path)
+    result = run(command, cwd=output)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    samples = read_samples(tmp_path, SMOKE)
+    return read_samples(output, SMOKE)
+
+
+def test_cli_runs_the_auto_family(tiny_dir, tmp_path):
+    samples = lmms_eval_cli("auto_gate_only", f"pretrained={tiny_dir('qwen2_5_vl')},layers=1", tmp_path)
     assert all(sample["narrowgate"]["layers"] == [1] for sample in samples.values())
     assert_equals_engine(AutoEngine(load(tiny_dir, "qwen2_5_vl")), samples, "gate_only", limit=2)
 
@@ -158,12 +173,16 @@ def test_derived_equals_declared_on_the_seven_families(tiny_dir, images, family)
         return check_probe(spec, tiny.processor, images[0])
 
     if family == "emu3":
-        with pytest.raises(ValueError, match=r"not followed by its gate .*Declare image_token=, start_token= and gate_token="):
+        with pytest.raises(
+            ValueError, match=r"not followed by its gate .*Declare image_token=, start_token= and gate_token="
+        ):
             derived()
         spec = derived(gate_token="<|extra_201|>+<|image end|>")
     else:
         spec = derived()
     assert (set(spec.image_tokens), spec.start_tokens, spec.gate_tokens) == (
-        set(declared.image_tokens), declared.start_tokens, declared.gate_tokens
+        set(declared.image_tokens),
+        declared.start_tokens,
+        declared.gate_tokens,
     )
     assert spec.model_class == declared.model_class

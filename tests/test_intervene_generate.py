@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_cases import TINY_CASES, PROMPTS, load, same_size_pair
+from tiny_cases import PROMPTS, TINY_CASES, load, same_size_pair
 
 from interventions import CONDITIONS, intervene, make_condition
 

@@ -8,8 +8,7 @@ import pytest
 import torch
 from tiny_cases import PROMPTS, TINY_CASES, load
 
-from interventions import FamilyIds, ImageSpan, family_spec, find_layouts
-from narrowgate.tiny import TINY_FAMILIES
+from interventions import FamilyIds, ImageSpan, find_layouts
 
 PAD, BOS, TEXT, START, IMG, BREAK, GATE, EOF_ = 0, 1, 2, 3, 4, 5, 6, 7
 CHAMELEON_LIKE = FamilyIds("chameleon_like", image=(IMG,), start=(START,), gate=(GATE,))
