@@ -43,6 +43,29 @@ END_SOURCES = (
 )
 
 
+# Model types whose image tokens attend bidirectionally (to each other, or to the whole prompt prefix): the
+# knockout engine's cuts are exact for causal attention only.
+BIDIRECTIONAL = {
+    "gemma3": "Gemma 3's image tokens attend to each other bidirectionally",
+    "paligemma": "PaliGemma's image and prompt prefix attend to each other bidirectionally",
+}
+
+
+def check_attention(config) -> None:
+    """Refuse a model whose attention the knockout engine cannot cut exactly (see the model table in the README)."""
+    if config.model_type in BIDIRECTIONAL:
+        raise ValueError(
+            f"{BIDIRECTIONAL[config.model_type]}; narrowgate's knockouts are exact for causal attention only, "
+            "so this model is not supported"
+        )
+    layer_types = getattr(config.get_text_config(), "layer_types", None) or ()
+    if "sliding_attention" in layer_types:
+        raise ValueError(
+            f"{config.model_type}: {layer_types.count('sliding_attention')} of {len(layer_types)} language-model layers "
+            "use sliding-window attention, which narrowgate's knockouts do not support"
+        )
+
+
 def model_class_name(config) -> str:
     """The transformers image-text-to-text class of ``config`` (what ``AutoModelForImageTextToText`` loads)."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
@@ -103,6 +126,7 @@ def derive_spec(
 
     # The config's id is the one the model replaces with vision features; a processor's image_token may be
     # the prompt placeholder instead (Gemma 3 writes <start_of_image>), so the first source found wins.
+    check_attention(config)
     image = declared(image_token) or tuple(token for token, _ in _found(IMAGE_SOURCES, config, processor)[:1])
     if not image:
         raise ValueError(

@@ -32,6 +32,11 @@ EXPECTED = {
 }
 
 
+def stub_config(**attributes) -> SimpleNamespace:
+    """A config with only ``attributes`` (and a text config without sliding windows)."""
+    return SimpleNamespace(get_text_config=SimpleNamespace, **attributes)
+
+
 class AutoEngine(Engine):
     """test_wrappers' engine (plain model, intervene, generate) on a tiny auto-family checkpoint."""
 
@@ -66,7 +71,7 @@ def test_missing_and_ambiguous_tokens_name_what_to_declare(tiny_dir):
     tokenizer, config = tiny.processor.tokenizer, tiny.model.config
     bare = SimpleNamespace(tokenizer=tokenizer)
     with pytest.raises(ValueError, match=r"no image token found .*declare it with image_token=TOKEN"):
-        derive_spec("x", SimpleNamespace(model_type="mistral3"), bare)
+        derive_spec("x", stub_config(model_type="mistral3"), bare)
     end = tokenizer.convert_tokens_to_ids("[/INST]")
     two_ends = SimpleNamespace(tokenizer=tokenizer, image_token="[IMG]", image_end_token="[IMG_END]")
     with pytest.raises(
@@ -74,10 +79,8 @@ def test_missing_and_ambiguous_tokens_name_what_to_declare(tiny_dir):
         match=r"several candidate end-of-image tokens: '\[IMG_END\]' \(processor.image_end_token\), "
         r"'\[/INST\]' \(config.eoi_token_id\); declare the right one with gate_token=",
     ):
-        derive_spec("x", SimpleNamespace(model_type="mistral3", eoi_token_id=end), two_ends)
-    declared = derive_spec(
-        "x", SimpleNamespace(model_type="mistral3", eoi_token_id=end), two_ends, gate_token="[IMG_END]"
-    )
+        derive_spec("x", stub_config(model_type="mistral3", eoi_token_id=end), two_ends)
+    declared = derive_spec("x", stub_config(model_type="mistral3", eoi_token_id=end), two_ends, gate_token="[IMG_END]")
     assert declared.gate_tokens == ("[IMG_END]",) and declared.model_class == "Mistral3ForConditionalGeneration"
     with pytest.raises(ValueError, match="has no token '<eoi>'"):
         derive_spec("x", config, tiny.processor, gate_token="<eoi>")
@@ -99,7 +102,27 @@ def test_images_that_are_not_one_run_are_refused(tiny_dir, images):
     with pytest.raises(ValueError, match=r"one image became \d+ runs of image tokens"):
         check_probe(tiles, tiny.processor, images[0])
     with pytest.raises(ValueError, match="model type 'llama' is not an image-text-to-text model"):
-        derive_spec("x", SimpleNamespace(model_type="llama", image_token_id=3), tiny.processor)
+        derive_spec("x", stub_config(model_type="llama", image_token_id=3), tiny.processor)
+
+
+def test_attention_the_engine_cannot_cut_exactly_is_refused(tiny_dir):
+    from transformers import Gemma3Config, PaliGemmaConfig
+
+    processor = load(tiny_dir, "mistral3").processor
+    with pytest.raises(
+        ValueError, match="Gemma 3's image tokens attend to each other bidirectionally; .*not supported"
+    ):
+        derive_spec("x", Gemma3Config(), processor)
+    with pytest.raises(ValueError, match="PaliGemma's image and prompt prefix attend to each other bidirectionally"):
+        derive_spec("x", PaliGemmaConfig(), processor)
+    config = load(tiny_dir, "mistral3").model.config
+    sliding = SimpleNamespace(
+        model_type="mistral3",
+        get_text_config=lambda: SimpleNamespace(layer_types=["sliding_attention", "full_attention"]),
+    )
+    with pytest.raises(ValueError, match="mistral3: 1 of 2 language-model layers use sliding-window attention"):
+        derive_spec("x", sliding, processor)
+    assert derive_spec("x", config, processor).gate_tokens == ("[IMG_END]",)
 
 
 def test_wrong_declaration_fails_at_load(tiny_dir):
