@@ -124,9 +124,9 @@ def derive_spec(
             return None
         return () if value.lower() == "none" else tuple(value.split("+"))
 
-    # The config's id is the one the model replaces with vision features; a processor's image_token may be
-    # the prompt placeholder instead (Gemma 3 writes <start_of_image>), so the first source found wins.
     check_attention(config)
+    # The config's id is the one the model replaces with vision features; a processor's image_token may be
+    # the prompt placeholder instead (Gemma 3's is <start_of_image>), so the first source found wins.
     image = declared(image_token) or tuple(token for token, _ in _found(IMAGE_SOURCES, config, processor)[:1])
     if not image:
         raise ValueError(
