@@ -209,6 +209,11 @@ def _emu3() -> tuple[PreTrainedConfig, ProcessorMixin]:
     return config, processor
 
 
+def _clip_vision(size: int, patch: int) -> dict:
+    """The CLIP tower of the LLaVA-1.5 and LLaVA-NeXT checkpoints, at the tiny ViT size."""
+    return {"model_type": "clip_vision_model", "image_size": size, "patch_size": patch, "projection_dim": 32, **VIT}
+
+
 def _llava() -> tuple[PreTrainedConfig, ProcessorMixin]:
     """LLaVA-1.5: ``<image>``x16 and no begin/end token; a CLIP tower on 16-px images in 4-px patches (the CLS
     feature is dropped, as in LLaVA-1.5's "default" feature selection)."""
@@ -226,13 +231,7 @@ def _llava() -> tuple[PreTrainedConfig, ProcessorMixin]:
     )
     config = LlavaConfig(
         text_config={"model_type": "llama", **_text(tokenizer)},
-        vision_config={
-            "model_type": "clip_vision_model",
-            "image_size": size,
-            "patch_size": patch,
-            "projection_dim": 32,
-            **VIT,
-        },
+        vision_config=_clip_vision(size, patch),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_seq_length=(size // patch) ** 2,
         vision_feature_select_strategy="default",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from narrowgate.tiny import LLAMA_SPECIAL, QWEN_CHAT, QWEN_SPECIAL, TEXT, VIT, _text, _tokenizer
+from narrowgate.tiny import LLAMA_SPECIAL, QWEN_CHAT, QWEN_SPECIAL, TEXT, VIT, _clip_vision, _text, _tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig, ProcessorMixin
@@ -175,13 +175,7 @@ def _llava_next() -> tuple[PreTrainedConfig, ProcessorMixin]:
     )
     config = LlavaNextConfig(
         text_config={"model_type": "llama", **_text(tokenizer)},
-        vision_config={
-            "model_type": "clip_vision_model",
-            "image_size": size,
-            "patch_size": patch,
-            "projection_dim": 32,
-            **VIT,
-        },
+        vision_config=_clip_vision(size, patch),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_grid_pinpoints=pinpoints,
         vision_feature_select_strategy="default",
