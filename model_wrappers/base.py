@@ -27,7 +27,7 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from interventions import Condition, Layout, family_spec, find_layouts, intervene, make_condition
+from interventions import Condition, FamilySpec, Layout, family_spec, find_layouts, intervene, make_condition
 from model_wrappers.audit import KNOCKOUT_SEMANTICS, as_ranges, attach, keep_audits_in_sample_files
 
 DTYPES: dict[str, torch.dtype | str] = {
@@ -113,7 +113,7 @@ class NarrowgateModel(lmms):
                 f"condition={condition}; use --model {self.family}_{condition}"
             )
         self.pretrained = str(pretrained)
-        self.spec = family_spec(self.family)
+        self.spec = self.load_spec(trust_remote_code)
         self.condition = make_condition(
             condition or self.registered_condition or "baseline", layers=layers, knockout=knockout, k=k, seed=seed
         )
@@ -214,6 +214,10 @@ class NarrowgateModel(lmms):
             torch.cuda.empty_cache()
 
     # --- family hooks -------------------------------------------------------------------------
+
+    def load_spec(self, trust_remote_code: bool) -> FamilySpec:
+        """The image-token structure of the checkpoint: the family's declared one (the generic family derives it)."""
+        return family_spec(self.family)
 
     def format_prompt(self, text: str, n_images: int) -> str:
         """The exact text given to the processor: the family's prompt around the task's text."""

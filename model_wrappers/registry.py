@@ -31,7 +31,11 @@ FAMILY_WRAPPERS: dict[str, str] = {
     "pixtral": "model_wrappers.pixtral:PixtralModel",
     "janus": "model_wrappers.janus:JanusModel",
     "qwen2_vl": "model_wrappers.qwen2_vl:Qwen2VLModel",
+    "auto": "model_wrappers.auto:AutoModel",  # any image-text-to-text checkpoint, layout derived
 }
+
+# The adapter that runs one of lmms-eval's own registered models under a condition (--model narrowgate).
+ADAPTER = ("narrowgate", "model_wrappers.adapter.NarrowgateAdapter")
 
 # The names of interventions.CONDITIONS, in its order.
 CONDITION_NAMES: tuple[str, ...] = (
@@ -82,7 +86,8 @@ def manifests() -> list:
     """The ``lmms_eval.models`` entry point: one simple-model manifest per name."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
-    return [ModelManifest(model_id=name, simple_class_path=f"{__name__}.{name}") for name in model_names()]
+    adapter = ModelManifest(model_id=ADAPTER[0], simple_class_path=ADAPTER[1])
+    return [ModelManifest(model_id=name, simple_class_path=f"{__name__}.{name}") for name in model_names()] + [adapter]
 
 
 def __getattr__(name: str) -> Any:

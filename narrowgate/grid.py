@@ -273,7 +273,7 @@ def _parse_condition(entry: Any, key: str, fail) -> list[ConditionSpec]:
 
 
 def _parse_model(entry: Any, key: str, defaults: dict[str, Any], path: Path, fail) -> ModelSpec:
-    from interventions.families import FAMILIES
+    from model_wrappers.registry import FAMILY_WRAPPERS
 
     if not isinstance(entry, dict):
         raise fail(key, f"expected a mapping with keys {', '.join(MODEL_KEYS)}, got {_kind(entry)}")
@@ -282,10 +282,16 @@ def _parse_model(entry: Any, key: str, defaults: dict[str, Any], path: Path, fai
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
         raise fail(f"{key}.name", f"expected letters, digits, '.', '_', '+', '-' (a folder name), got {name!r}")
     family = entry.get("family")
-    if family not in FAMILIES:
-        raise fail(f"{key}.family", f"unknown family {family!r}; known families: {', '.join(sorted(FAMILIES))}")
+    if family not in FAMILY_WRAPPERS:
+        raise fail(f"{key}.family", f"unknown family {family!r}; known families: {', '.join(FAMILY_WRAPPERS)}")
     if ("pretrained" in entry) == ("tiny" in entry):
         raise fail(key, "give exactly one of `pretrained:` (hub id or path) and `tiny:` (a tiny random checkpoint)")
+    if family == "auto" and "tiny" in entry:
+        raise fail(
+            f"{key}.tiny",
+            "the auto family has one tiny checkpoint per architecture: write one with "
+            "`narrowgate tiny ARCHITECTURE DIR` (see --list) and give `pretrained: DIR`",
+        )
     pretrained = tiny_seed = None
     if "pretrained" in entry:
         pretrained = entry["pretrained"]

@@ -209,6 +209,11 @@ def _emu3() -> tuple[PreTrainedConfig, ProcessorMixin]:
     return config, processor
 
 
+def _clip_vision(size: int, patch: int) -> dict:
+    """The CLIP tower of the LLaVA-1.5 and LLaVA-NeXT checkpoints, at the tiny ViT size."""
+    return {"model_type": "clip_vision_model", "image_size": size, "patch_size": patch, "projection_dim": 32, **VIT}
+
+
 def _llava() -> tuple[PreTrainedConfig, ProcessorMixin]:
     """LLaVA-1.5: ``<image>``x16 and no begin/end token; a CLIP tower on 16-px images in 4-px patches (the CLS
     feature is dropped, as in LLaVA-1.5's "default" feature selection)."""
@@ -226,13 +231,7 @@ def _llava() -> tuple[PreTrainedConfig, ProcessorMixin]:
     )
     config = LlavaConfig(
         text_config={"model_type": "llama", **_text(tokenizer)},
-        vision_config={
-            "model_type": "clip_vision_model",
-            "image_size": size,
-            "patch_size": patch,
-            "projection_dim": 32,
-            **VIT,
-        },
+        vision_config=_clip_vision(size, patch),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_seq_length=(size // patch) ** 2,
         vision_feature_select_strategy="default",
@@ -396,15 +395,26 @@ BUILDERS: dict[str, Callable[[], tuple[PreTrainedConfig, ProcessorMixin]]] = {
 
 
 def build(family: str, seed: int = 0) -> tuple[PreTrainedModel, ProcessorMixin]:
-    """A tiny random-weight model of ``family`` (eval mode) and its processor; same seed, same weights."""
+    """A tiny random-weight model of ``family`` (eval mode) and its processor; same seed, same weights.
+
+    ``family`` is one of the declared families or an architecture of the generic ``auto`` family
+    (``narrowgate.tiny_auto``)."""
     import torch
     import transformers
 
-    spec = family_spec(family)
-    config, processor = BUILDERS[family]()
+    from narrowgate.tiny_auto import ARCHITECTURES
+
+    if family in ARCHITECTURES:
+        from interventions.generic import model_class_name
+
+        config, processor = ARCHITECTURES[family]()
+        model_class = model_class_name(config)
+    else:
+        config, processor = BUILDERS[family]()
+        model_class = family_spec(family).model_class
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = getattr(transformers, spec.model_class)(config)
+        model = getattr(transformers, model_class)(config)
     return model.eval(), processor
 
 
@@ -418,23 +428,24 @@ def save(family: str, out_dir: str | Path, seed: int = 0) -> Path:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("family", nargs="?", help=f"one of: {', '.join(TINY_FAMILIES)}")
+    parser.add_argument("family", nargs="?", help="a family or an architecture of the auto family (see --list)")
     parser.add_argument("out_dir", nargs="?", help="directory to write the checkpoint to")
     parser.add_argument("--seed", type=int, default=0, help="weight-initialisation seed (default 0)")
-    parser.add_argument("--list", action="store_true", help="list the families and exit")
+    parser.add_argument("--list", action="store_true", help="list the families and auto-family architectures, and exit")
 
 
 def run(args: argparse.Namespace) -> int:
+    from narrowgate.tiny_auto import TINY_ARCHITECTURES
+
     if args.list:
-        print("\n".join(TINY_FAMILIES))
+        print("\n".join([*TINY_FAMILIES, *TINY_ARCHITECTURES]))
         return 0
+    known = f"families: {', '.join(TINY_FAMILIES)}; auto-family architectures: {', '.join(TINY_ARCHITECTURES)}"
     if args.family is None or args.out_dir is None:
-        print(f"narrowgate tiny: give FAMILY and OUT_DIR (families: {', '.join(TINY_FAMILIES)})", file=sys.stderr)
+        print(f"narrowgate tiny: give FAMILY and OUT_DIR ({known})", file=sys.stderr)
         return 2
-    try:
-        family_spec(args.family)
-    except ValueError as error:
-        print(f"narrowgate tiny: {error}", file=sys.stderr)
+    if args.family not in (*TINY_FAMILIES, *TINY_ARCHITECTURES):
+        print(f"narrowgate tiny: unknown family or architecture {args.family!r} ({known})", file=sys.stderr)
         return 2
     out = save(args.family, args.out_dir, args.seed)
     print(f"wrote a tiny {args.family} checkpoint (seed {args.seed}) to {out}")

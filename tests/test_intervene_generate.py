@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_cases import PROMPTS, load, same_size_pair
+from tiny_cases import PROMPTS, TINY_CASES, load, same_size_pair
 
 from interventions import CONDITIONS, intervene, make_condition
-from narrowgate.tiny import TINY_FAMILIES
 
-FAMILIES = list(TINY_FAMILIES)
+FAMILIES = list(TINY_CASES)
 NEW_TOKENS = 4
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_cases import load, same_size_pair
+from tiny_cases import TINY_CASES, load, same_size_pair
 
 from interventions import CONDITIONS, intervene, make_condition
 from interventions.session import _SESSIONS, language_model
-from narrowgate.tiny import TINY_FAMILIES
 
-FAMILIES = list(TINY_FAMILIES)
+FAMILIES = list(TINY_CASES)
 KNOCKOUT_CONDITIONS = [name for name in CONDITIONS if name not in ("baseline", "gate_randomized")]
 
 

@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
-from tiny_cases import PROMPTS, load
+from tiny_cases import PROMPTS, TINY_CASES, load
 
-from interventions import FamilyIds, ImageSpan, family_spec, find_layouts
-from narrowgate.tiny import TINY_FAMILIES
+from interventions import FamilyIds, ImageSpan, find_layouts
 
 PAD, BOS, TEXT, START, IMG, BREAK, GATE, EOF_ = 0, 1, 2, 3, 4, 5, 6, 7
 CHAMELEON_LIKE = FamilyIds("chameleon_like", image=(IMG,), start=(START,), gate=(GATE,))
@@ -93,11 +92,11 @@ def test_start_token_too_far_from_the_image():
         layouts([[START] + [TEXT] * 17 + [IMG, GATE]], CHAMELEON_LIKE)
 
 
-@pytest.mark.parametrize("family", list(TINY_FAMILIES))
+@pytest.mark.parametrize("family", TINY_CASES)
 def test_real_processors(tiny_dir, images, family):
     tiny = load(tiny_dir, family)
     inputs = tiny.inputs([images[0], images[1]])
-    ids = family_spec(family).token_ids(tiny.processor.tokenizer)
+    ids = tiny.ids
     input_ids = inputs["input_ids"]
     for layout in find_layouts(input_ids, inputs["attention_mask"], ids):
         row = input_ids[layout.row].tolist()

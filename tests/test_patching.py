@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_cases import load, same_size_pair
+from tiny_cases import TINY_CASES, load, same_size_pair
 
 from interventions import intervene, make_condition, patch_gate, record_gate
-from narrowgate.tiny import TINY_FAMILIES
 
-FAMILIES = list(TINY_FAMILIES)
+FAMILIES = list(TINY_CASES)
 NEW_TOKENS = 4
 
 

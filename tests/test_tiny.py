@@ -180,6 +180,8 @@ def test_cli_rejects_an_unknown_family_listing_the_known_ones(tmp_path, capsys):
     assert cli.main(["tiny"]) != 0, "FAMILY and OUT_DIR are required unless --list"
 
 
-def test_cli_lists_the_families(capsys):
+def test_cli_lists_the_families_and_architectures(capsys):
+    from narrowgate.tiny_auto import TINY_ARCHITECTURES
+
     assert cli.main(["tiny", "--list"]) == 0
-    assert capsys.readouterr().out.split() == list(TINY_FAMILIES)
+    assert capsys.readouterr().out.split() == [*TINY_FAMILIES, *TINY_ARCHITECTURES]

@@ -8,7 +8,12 @@ from typing import Any
 
 import torch
 
-from interventions import FamilyIds, family_spec, find_layouts
+from interventions import FamilyIds, FamilySpec, family_spec, find_layouts
+from narrowgate.tiny import TINY_FAMILIES
+from narrowgate.tiny_auto import TINY_ARCHITECTURES
+
+# Every tiny checkpoint the invariant tests run on: the declared families and the auto family's architectures.
+TINY_CASES: tuple[str, ...] = (*TINY_FAMILIES, *TINY_ARCHITECTURES)
 
 # Row 0 opens with the image, row 1 has text before it and is shorter, so a batch is left-padded and
 # its rows' gates sit at different positions.
@@ -23,11 +28,12 @@ class Tiny:
     model: Any
     processor: Any
     ids: FamilyIds
+    spec: FamilySpec
 
     def inputs(self, images: list, prompts: tuple[str, ...] = PROMPTS) -> dict:
         """One image (or a list of images) per prompt, left-padded; pixel values in the model's dtype
         (Chameleon needs it)."""
-        placeholder = family_spec(self.family).placeholder
+        placeholder = self.spec.placeholder
         texts = [prompt.format(image=placeholder) for prompt in prompts]
         inputs = dict(self.processor(text=texts, images=images, padding=True, return_tensors="pt"))
         if torch.is_floating_point(inputs["pixel_values"]):
@@ -70,17 +76,29 @@ class Tiny:
         return extended
 
 
+def spec_of(family: str, config, processor) -> FamilySpec:
+    """The declared family's spec, or the one the auto family derives for an architecture (probe-checked)."""
+    if family in TINY_FAMILIES:
+        return family_spec(family)
+    from PIL import Image
+
+    from interventions.generic import check_probe, derive_spec
+
+    return check_probe(derive_spec(family, config, processor), processor, Image.new("RGB", (32, 32)))
+
+
 def load(tiny_dir, family: str, dtype: torch.dtype = torch.float32) -> Tiny:
-    """The tiny checkpoint of ``family`` (written by the ``tiny_dir`` fixture), loaded once per session."""
+    """The tiny checkpoint of ``family`` (a family or an auto-family architecture, written by the
+    ``tiny_dir`` fixture), loaded once per session."""
     key = (family, dtype)
     if key not in _LOADED:
         import transformers
 
         path = tiny_dir(family)
-        model_class = getattr(transformers, family_spec(family).model_class)
-        model = model_class.from_pretrained(path, dtype=dtype).eval()
         processor = transformers.AutoProcessor.from_pretrained(path)
-        _LOADED[key] = Tiny(family, model, processor, family_spec(family).token_ids(processor.tokenizer))
+        spec = spec_of(family, transformers.AutoConfig.from_pretrained(path), processor)
+        model = getattr(transformers, spec.model_class).from_pretrained(path, dtype=dtype).eval()
+        _LOADED[key] = Tiny(family, model, processor, spec.token_ids(processor.tokenizer), spec)
     return _LOADED[key]
 
 

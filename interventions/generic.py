@@ -1,0 +1,201 @@
+"""The image-token structure of any transformers image-text-to-text model, read from its config and processor.
+
+The seven declared families (``families.py``) spell their tokens out; every other checkpoint gets a
+FamilySpec derived here from what transformers itself knows: the image token the model replaces with
+vision features (``config.image_token_id``), the row-break token a processor writes inside the run
+(Pixtral's ``[IMG_BREAK]``), and the start/end-of-image tokens that processors, tokenizers or configs
+name. The gate is the end-of-image token where the model has one, otherwise the first token after the
+run, as for LLaVA. Anything missing or ambiguous is an error naming the model argument that declares
+it (``image_token=``, ``start_token=``, ``gate_token=``), and ``check_probe`` verifies the derived
+spec on what the processor really writes for an image, so a wrong guess never runs.
+"""
+
+from __future__ import annotations
+
+from .families import FamilySpec
+from .layouts import find_layouts
+
+# Where transformers keeps each token, by attribute name: (object, attribute), object being "config",
+# "processor" or "tokenizer"; a config attribute holds an id, the others a token string.
+IMAGE_SOURCES = (("config", "image_token_id"), ("config", "image_token_index"), ("processor", "image_token"))
+BREAK_SOURCES = (("processor", "image_break_token"), ("config", "image_break_token_id"))
+START_SOURCES = (
+    ("processor", "start_image_token"),
+    ("processor", "image_start_token"),
+    ("processor", "boi_token"),
+    ("tokenizer", "boi_token"),
+    ("tokenizer", "start_image_token"),
+    ("config", "vision_start_token_id"),
+    ("config", "boi_token_id"),
+    ("config", "boi_token_index"),
+    ("config", "image_start_token_id"),
+)
+END_SOURCES = (
+    ("processor", "end_image_token"),
+    ("processor", "image_end_token"),
+    ("processor", "eoi_token"),
+    ("tokenizer", "eoi_token"),
+    ("tokenizer", "end_image_token"),
+    ("config", "vision_end_token_id"),
+    ("config", "eoi_token_id"),
+    ("config", "eoi_token_index"),
+    ("config", "image_end_token_id"),
+)
+
+
+# Model types whose image tokens attend bidirectionally (to each other, or to the whole prompt prefix): the
+# knockout engine's cuts are exact for causal attention only.
+BIDIRECTIONAL = {
+    "gemma3": "Gemma 3's image tokens attend to each other bidirectionally",
+    "paligemma": "PaliGemma's image and prompt prefix attend to each other bidirectionally",
+}
+
+
+def check_attention(config) -> None:
+    """Refuse a model whose attention the knockout engine cannot cut exactly (see the model table in the README)."""
+    if config.model_type in BIDIRECTIONAL:
+        raise ValueError(
+            f"{BIDIRECTIONAL[config.model_type]}; narrowgate's knockouts are exact for causal attention only, "
+            "so this model is not supported"
+        )
+    layer_types = getattr(config.get_text_config(), "layer_types", None) or ()
+    if "sliding_attention" in layer_types:
+        raise ValueError(
+            f"{config.model_type}: {layer_types.count('sliding_attention')} of {len(layer_types)} language-model layers "
+            "use sliding-window attention, which narrowgate's knockouts do not support"
+        )
+
+
+def model_class_name(config) -> str:
+    """The transformers image-text-to-text class of ``config`` (what ``AutoModelForImageTextToText`` loads)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    try:
+        return MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES[config.model_type]
+    except KeyError:
+        raise ValueError(
+            f"model type {config.model_type!r} is not an image-text-to-text model in transformers "
+            "(AutoModelForImageTextToText cannot load it); narrowgate's generic family needs one"
+        ) from None
+
+
+def _found(sources, config, processor) -> list[tuple[str, str]]:
+    """(token string, "object.attribute") for every source that names a token, in source order."""
+    objects = {"config": config, "processor": processor, "tokenizer": processor.tokenizer}
+    found = []
+    for owner, attribute in sources:
+        value = getattr(objects[owner], attribute, None)
+        if owner == "config" and isinstance(value, int):
+            value = processor.tokenizer.convert_ids_to_tokens(value)
+        if isinstance(value, str) and value:
+            found.append((value, f"{owner}.{attribute}"))
+    return found
+
+
+def _at_most_one(name: str, kind: str, sources, config, processor, declare: str) -> tuple[str, ...]:
+    """The one token the sources agree on, () if none names one; disagreeing sources are an error."""
+    found = _found(sources, config, processor)
+    tokens = tuple(dict.fromkeys(token for token, _ in found))
+    if len(tokens) > 1:
+        where = ", ".join(f"{token!r} ({source})" for token, source in found)
+        raise ValueError(
+            f"{name}: several candidate {kind} tokens: {where}; declare the right one with {declare}=TOKEN"
+        )
+    return tokens
+
+
+def derive_spec(
+    name: str,
+    config,
+    processor,
+    image_token: str | None = None,
+    start_token: str | None = None,
+    gate_token: str | None = None,
+) -> FamilySpec:
+    """A FamilySpec for ``config`` + ``processor``; declared tokens win over derived ones.
+
+    ``gate_token`` may list several tokens with ``+`` (``<|extra_201|>+<|image end|>``); ``start_token=none``
+    or ``gate_token=none`` declare that the model has no such token (the gate is then the first token
+    after the run).
+    """
+
+    def declared(value: str | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        return () if value.lower() == "none" else tuple(value.split("+"))
+
+    check_attention(config)
+    # The config's id is the one the model replaces with vision features; a processor's image_token may be
+    # the prompt placeholder instead (Gemma 3's is <start_of_image>), so the first source found wins.
+    image = declared(image_token) or tuple(token for token, _ in _found(IMAGE_SOURCES, config, processor)[:1])
+    if not image:
+        raise ValueError(
+            f"{name}: no image token found (looked at {', '.join(f'{o}.{a}' for o, a in IMAGE_SOURCES)}); "
+            "declare it with image_token=TOKEN"
+        )
+    breaks = tuple(token for token, _ in _found(BREAK_SOURCES, config, processor) if token not in image)
+    start = declared(start_token)
+    if start is None:
+        start = _at_most_one(name, "start-of-image", START_SOURCES, config, processor, "start_token")
+    gate = declared(gate_token)
+    if gate is None:
+        gate = _at_most_one(name, "end-of-image", END_SOURCES, config, processor, "gate_token")
+    overlap = (set(start) | set(gate)) & set(image + breaks)
+    if overlap or set(start) & set(gate):
+        raise ValueError(
+            f"{name}: token(s) {sorted(overlap or set(start) & set(gate))} would both open/close and fill the image "
+            f"(image {image + breaks}, start {start}, gate {gate}); declare image_token=, start_token= and gate_token="
+        )
+    spec = FamilySpec(
+        name=name,
+        model_class=model_class_name(config),
+        placeholder=getattr(processor, "image_token", None) or image[0],
+        image_tokens=image + breaks,
+        start_tokens=start,
+        gate_tokens=gate,
+    )
+    spec.token_ids(processor.tokenizer)  # every token must exist in the vocabulary
+    return spec
+
+
+def check_probe(spec: FamilySpec, processor, image) -> FamilySpec:
+    """Check ``spec`` on the processor's real output for one ``image``; returns it with the placeholder
+    that a prompt must write for one image (the image token alone, or start + image + end where the
+    chat template writes the start and end tokens, as Qwen2-VL's does).
+
+    Raises ValueError when the image is not one run of image tokens between its start and gate (tiles
+    with tags between them, a run cut by text, several runs per image).
+    """
+    from dataclasses import replace
+
+    ids = spec.token_ids(processor.tokenizer)
+    image_id = ids.image[0]
+    candidates = [spec.placeholder]
+    if spec.start_tokens or spec.gate_tokens:
+        candidates.append("".join(spec.start_tokens) + spec.placeholder + "".join(spec.gate_tokens))
+    errors = []
+    for placeholder in candidates:
+        inputs = processor(text=[f"a {placeholder} b"], images=[image], return_tensors="pt")
+        row = inputs["input_ids"][0].tolist()
+        try:
+            (layout,) = find_layouts(inputs["input_ids"], inputs["attention_mask"], ids)
+        except ValueError as error:
+            errors.append(f"prompt {placeholder!r}: {error}")
+            continue
+        spans = layout.spans
+        if len(spans) != 1:
+            errors.append(
+                f"prompt {placeholder!r}: one image became {len(spans)} runs of image tokens (tiles with tags between "
+                "them?); narrowgate needs each image as one run"
+            )
+            continue
+        outside = [p for p, token in enumerate(row) if token == image_id and p not in spans[0].image]
+        if outside:
+            errors.append(f"prompt {placeholder!r}: image tokens at {outside} lie outside the image's run")
+            continue
+        return replace(spec, placeholder=placeholder)
+    raise ValueError(
+        f"{spec.name}: the derived layout (image {spec.image_tokens}, start {spec.start_tokens}, gate "
+        f"{spec.gate_tokens}) does not match what the processor writes for an image: {'; '.join(errors)}. "
+        "Declare image_token=, start_token= and gate_token= (or use a model narrowgate does not support yet)"
+    )
