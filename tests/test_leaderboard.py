@@ -250,3 +250,83 @@ def test_failed_cells_of_the_grid_are_listed(tmp_path):
     )
     board = leaderboard.build(tmp_path, n_resamples=100)
     assert any("1 cell(s) failed and are missing: A/gate_ablated/x" in note for note in board.notes)
+
+
+# ----------------------------------------------------------------------------------------------- gate share
+
+GATE_ONLY = ConditionSpec("gate_only", "gate_only", {})
+IMAGE = ConditionSpec("image_ablated", "image_ablated", {})
+
+
+@pytest.fixture(scope="module")
+def shares_grid(tmp_path_factory):
+    """Model "narrow": blocking the gate costs exactly what cutting the image costs, keeping only the gate
+    costs nothing (up to noise); model "wide": the other way round, with noise on both."""
+    root = tmp_path_factory.mktemp("shares")
+    rng = np.random.default_rng(1)
+    base = rng.random(N_DOCS) * 0.5 + 0.5
+    image = base - (rng.random(N_DOCS) * 0.3 + 0.2)
+
+    def noise():
+        return rng.normal(0, 0.02, N_DOCS)
+
+    runs = {
+        "narrow": [(BASE, base), (GATE, image), (GATE_ONLY, base + noise()), (IMAGE, image)],
+        "wide": [(BASE, base), (GATE, base + noise()), (GATE_ONLY, image + noise()), (IMAGE, image)],
+    }
+    for m, (model, by_condition) in enumerate(runs.items()):
+        for c, (condition, scores) in enumerate(by_condition):
+            aggregate = {"vqa_accuracy": float(np.mean(scores))}
+            write_cell(root, model, condition, VQA, (m, c, 0), {"vqa_accuracy": list(scores)}, aggregate)
+    return root
+
+
+def test_gate_share_covers_one_and_zero(shares_grid):
+    board = leaderboard.build(shares_grid, n_resamples=2000)
+    shares = {s.model: s for s in board.shares}
+    assert [(s.model, s.task, s.metric) for s in board.shares] == [
+        ("narrow", VQA, "vqa_accuracy"),
+        ("wide", VQA, "vqa_accuracy"),
+    ]
+    narrow, wide = shares["narrow"], shares["wide"]
+    # gate_ablated == image_ablated on every document: the share through the gate is 1 in every resample
+    assert (narrow.through.ratio, narrow.through.ci_low, narrow.through.ci_high) == pytest.approx((1, 1, 1), abs=1e-12)
+    assert narrow.bypass.ci_low < 0 < narrow.bypass.ci_high and narrow.bypass.ci_high - narrow.bypass.ci_low < 0.2
+    assert wide.through.ci_low < 0 < wide.through.ci_high and wide.through.ci_high - wide.through.ci_low < 0.2
+    assert wide.bypass.ci_low < 1 < wide.bypass.ci_high
+    assert narrow.image_effect == pytest.approx(0.35, abs=0.05) and narrow.through.n == N_DOCS
+
+
+def test_gate_share_function(shares_grid):
+    base, gate, cut = [1.0, 1.0, 0.5, 0.8], [0.4, 0.6, 0.2, 0.8], [0.0, 0.5, 0.0, 0.5]
+    share = leaderboard.gate_share(base, gate, cut, n_resamples=500)
+    assert share.ratio == pytest.approx((0.6 + 0.4 + 0.3 + 0.0) / (1.0 + 0.5 + 0.5 + 0.3))
+    assert share.ci_low <= share.ratio <= share.ci_high
+    with pytest.raises(ValueError, match="image_ablated scores the same as baseline on average"):
+        leaderboard.gate_share(base, gate, base)
+    with pytest.raises(ValueError, match="three per-document score lists of equal length"):
+        leaderboard.gate_share(base, gate[:3], cut)
+
+
+def test_gate_share_in_md_html_and_terminal(shares_grid, capsys):
+    board = leaderboard.build(shares_grid, n_resamples=500)
+    md = leaderboard.render(board, "md")
+    narrow_row = next(line for line in md.splitlines() if line.startswith("| narrow ") and "vqa_accuracy" in line)
+    assert "1.00 [1.00, 1.00]" in narrow_row
+    page = leaderboard.render(board, "html")
+    assert "<h2>Gate share</h2>" in page and "1.00 [1.00, 1.00]" in page
+    assert main(["leaderboard", str(shares_grid), "--resamples", "500"]) == 0
+    summary = capsys.readouterr().out
+    lines = summary.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert "  gate share (smoke_vqa vqa_accuracy): through 1.00 [1.00, 1.00], bypassing " in summary
+    gate_row = next(line for line in lines if line.startswith("  gate_ablated ") and "-0.3" in line)
+    assert gate_row.rstrip().endswith("*")  # significant drop marked
+
+
+def test_terminal_summary_fits_100_columns_with_long_names(grid):
+    root, _, _ = grid
+    board = leaderboard.build(root, n_resamples=200)
+    text = leaderboard.render(board, "summary")
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "random_image_ablated ×3" in text and "Full tables with CIs" in text

@@ -18,6 +18,7 @@ from narrowgate.leaderboard.collect import CellResult, read_cells
 from narrowgate.leaderboard.formatting import legend
 from narrowgate.leaderboard.plot import plot_png, write_plot
 from narrowgate.leaderboard.render import FORMATS, render, write
+from narrowgate.leaderboard.summary import GateShare, gate_share
 from narrowgate.leaderboard.table import (
     BASELINE,
     Column,
@@ -33,10 +34,12 @@ __all__ = [
     "CellResult",
     "Column",
     "Entry",
+    "GateShare",
     "Leaderboard",
     "Row",
     "build",
     "configure",
+    "gate_share",
     "legend",
     "plot_png",
     "read_cells",

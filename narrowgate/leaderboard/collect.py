@@ -11,6 +11,7 @@ from typing import Any
 
 from narrowgate.grid import iter_done_cells
 
+BASELINE = "baseline"  # the condition every other condition of a model is compared with
 SCORE_FIELD = "score"
 
 
@@ -113,3 +114,29 @@ def _sample_score(value: Any) -> float | None:
 
 def _rank(name: str, listed: list[str]) -> int:
     return listed.index(name) if name in listed else len(listed)
+
+
+def mean_over_seeds(cells: list[CellResult], metric: str) -> dict[Any, float]:
+    """Each document's score averaged over the cells (repeats of one condition with different seeds)."""
+    docs = cells[0].scores[metric].keys()
+    for cell in cells[1:]:
+        if cell.scores[metric].keys() != docs:
+            raise ValueError(f"{cells[0].path} and {cell.path} (repeats of one condition) cover different documents")
+    return {d: sum(c.scores[metric][d] for c in cells) / len(cells) for d in docs}
+
+
+def paired_scores(runs: list[tuple[list[CellResult], dict[Any, float]]], task: str) -> list[list[float]]:
+    """Per-document scores of several conditions of one model (each: its cells and ``mean_over_seeds``),
+    aligned by document; the first is the reference whose documents the others must share."""
+    (ref_cells, ref), *others = runs
+    for cells, scores in others:
+        if scores.keys() != ref.keys():
+            only_t = sorted(scores.keys() - ref.keys(), key=str)[:5]
+            only_b = sorted(ref.keys() - scores.keys(), key=str)[:5]
+            raise ValueError(
+                f"{cells[0].model}: {cells[0].condition} and its {ref_cells[0].condition} were scored on different "
+                f"documents for {task} (only in {cells[0].path}: {only_t}; only in {ref_cells[0].path}: {only_b}); "
+                f"rerun both with the same --limit"
+            )
+    docs = sorted(ref, key=str)
+    return [[scores[d] for d in docs] for _, scores in runs]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from narrowgate.leaderboard.summary import GateShare
 from narrowgate.leaderboard.table import Entry, Leaderboard, Row
+from narrowgate.stats import PairedRatio
+
+SHARE_HEADERS = ["model", "task metric", "image effect", "through the gate", "bypassing it"]
 
 
 def legend(board: Leaderboard) -> str:
@@ -41,3 +45,26 @@ def delta_text(entry: Entry) -> str:
 
 def condition_text(row: Row) -> str:
     return f"{row.condition} (×{row.seeds})" if row.seeds > 1 else row.condition
+
+
+def share_legend(board: Leaderboard) -> str:
+    return (
+        "Gate share of the image's effect (image effect: baseline − image_ablated): through the gate = "
+        "(baseline − gate_ablated) / effect, bypassing it = (baseline − gate_only) / effect, with "
+        f"[{board.confidence:.0%} CI] from a paired bootstrap over documents; a narrow gate: near 1 and near 0."
+    )
+
+
+def ratio_text(ratio: PairedRatio | None) -> str:
+    return "–" if ratio is None else f"{ratio.ratio:.2f} [{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]"
+
+
+def share_cells(share: GateShare) -> list[str]:
+    """One row of the gate-share table, in the order of ``SHARE_HEADERS``."""
+    return [
+        share.model,
+        f"{share.task} {share.metric}",
+        signed(share.image_effect),
+        ratio_text(share.through),
+        ratio_text(share.bypass),
+    ]

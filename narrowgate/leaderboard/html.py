@@ -6,9 +6,12 @@ import base64
 import html
 
 from narrowgate.leaderboard.formatting import (
+    SHARE_HEADERS,
     condition_text,
     delta_text,
     legend,
+    share_cells,
+    share_legend,
     value_text,
 )
 from narrowgate.leaderboard.plot import plot_png
@@ -16,7 +19,7 @@ from narrowgate.leaderboard.table import Leaderboard
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #222; }
-h1 { font-size: 1.4rem; } p.meta, p.legend, ul.notes { color: #555; font-size: 0.9rem; max-width: 60rem; }
+h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 2rem; } p.meta, p.legend, ul.notes { color: #555; font-size: 0.9rem; max-width: 60rem; }
 table { border-collapse: collapse; font-size: 0.9rem; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.35rem 0.7rem; text-align: right; vertical-align: top; }
 th { background: #f4f4f4; } td.name { text-align: left; white-space: nowrap; }
@@ -52,6 +55,23 @@ def render_html(board: Leaderboard) -> str:
                 + "</td>"
             )
         body.append("<tr>" + "".join(tds) + "</tr>")
+    shares = ""
+    if board.shares:
+        rows = "\n".join(
+            "<tr>"
+            + "".join(
+                f'<td class="name">{html.escape(text)}</td>' if i < 2 else f"<td>{html.escape(text)}</td>"
+                for i, text in enumerate(share_cells(share))
+            )
+            + "</tr>"
+            for share in board.shares
+        )
+        shares = (
+            "<h2>Gate share</h2>\n<table>\n<thead><tr>"
+            + "".join(f"<th>{html.escape(text)}</th>" for text in SHARE_HEADERS)
+            + f"</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>\n"
+            + f'<p class="legend">{html.escape(share_legend(board))}</p>\n'
+        )
     image = base64.b64encode(plot_png(board)).decode("ascii")
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in board.notes)
     return (
@@ -62,6 +82,7 @@ def render_html(board: Leaderboard) -> str:
         f'<p class="meta">Grid folder: {html.escape(str(board.source))}</p>\n'
         f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n"
         f'<p class="legend">{html.escape(legend(board))} Significant changes (p &lt; {alpha:g}) are coloured.</p>\n'
+        + shares
         + (f'<ul class="notes">{notes}</ul>\n' if notes else "")
         + f'<img alt="grouped bar chart per task" src="data:image/png;base64,{image}">\n'
         "</body>\n</html>\n"

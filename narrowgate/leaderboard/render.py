@@ -10,34 +10,50 @@ from pytablewriter.style import Style
 
 from narrowgate.grid import write_atomic
 from narrowgate.leaderboard.formatting import (
+    SHARE_HEADERS,
     condition_text,
     delta_text,
     legend,
     number,
+    share_cells,
+    share_legend,
     signed,
     value_text,
 )
 from narrowgate.leaderboard.html import render_html
 from narrowgate.leaderboard.table import Leaderboard, Row
+from narrowgate.leaderboard.terminal import summary_text
 
-FORMATS = ("md", "csv", "html", "latex")
+FORMATS = ("summary", "md", "csv", "html", "latex")
 
 
 def render(board: Leaderboard, fmt: str) -> str:
-    """The table as Markdown, CSV, a self-contained HTML page (with the bar chart inline) or LaTeX."""
+    """The terminal summary (``terminal.py``), or the full table as Markdown, CSV, a self-contained HTML page (with the bar chart inline) or LaTeX."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return {"md": _markdown, "csv": _csv, "html": render_html, "latex": _latex}[fmt](board)
+    return {"summary": summary_text, "md": _markdown, "csv": _csv, "html": render_html, "latex": _latex}[fmt](board)
 
 
 def _markdown(board: Leaderboard) -> str:
-    writer = pytablewriter.MarkdownTableWriter(
-        headers=["model", "condition", *(c.label for c in board.columns)],
-        value_matrix=[[row.model, condition_text(row), *_entry_texts(board, row)] for row in board.rows],
-        margin=1,
-        column_styles=[Style(align="left")] * 2 + [Style(align="right")] * len(board.columns),
+    table = _md_table(
+        ["model", "condition", *(c.label for c in board.columns)],
+        [[row.model, condition_text(row), *_entry_texts(board, row)] for row in board.rows],
     )
-    return "\n".join([writer.dumps().rstrip("\n"), "", legend(board), *board.notes]) + "\n"
+    parts = [table, "", legend(board)]
+    if board.shares:
+        parts += ["", _md_table(SHARE_HEADERS, [share_cells(s) for s in board.shares]), "", share_legend(board)]
+    return "\n".join([*parts, *board.notes]) + "\n"
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: the first two columns (names) left-aligned, the numbers right-aligned."""
+    writer = pytablewriter.MarkdownTableWriter(
+        headers=headers,
+        value_matrix=rows,
+        margin=1,
+        column_styles=[Style(align="left")] * 2 + [Style(align="right")] * (len(headers) - 2),
+    )
+    return writer.dumps().rstrip("\n")
 
 
 def _entry_texts(board: Leaderboard, row: Row) -> list[str]:

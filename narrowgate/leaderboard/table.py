@@ -7,13 +7,17 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from narrowgate.grid import GRID_FILE
-from narrowgate.leaderboard.collect import CellResult, read_cells
+from narrowgate.leaderboard.collect import (
+    BASELINE,
+    CellResult,
+    mean_over_seeds,
+    paired_scores,
+    read_cells,
+)
+from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES, GateShare, gate_shares
 from narrowgate.stats import PairedDelta, paired_bootstrap
-
-BASELINE = "baseline"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Leaderboard:
     columns: list[Column]
     rows: list[Row]
     primary: dict[str, str]  # task -> the metric its bar chart shows
+    shares: list[GateShare]  # per model and task: the share of the image's effect through the gate
     notes: list[str]
     n_resamples: int
     confidence: float
@@ -81,7 +86,7 @@ def build(
     for column in columns:
         primary.setdefault(column.task, column.metric)
 
-    groups: dict[tuple[str, str], dict[str, list[CellResult]]] = {}
+    groups: dict[tuple[str, str], dict[str, list[CellResult]]] = {}  # (model, condition label) -> task -> cells
     for cell in cells:
         groups.setdefault((cell.model, cell.condition), defaultdict(list))[cell.task].append(cell)
     notes: list[str] = []
@@ -102,15 +107,40 @@ def build(
     for model in dict.fromkeys(r.model for r in rows):
         if _baseline_of(model, groups) is None:
             notes.append(f"{model} has no {BASELINE!r} condition, so its rows show no Δ.")
+    shares = [
+        share
+        for model in dict.fromkeys(r.model for r in rows)
+        for task in dict.fromkeys(c.task for c in columns)
+        if (share := _shares(model, task, groups, columns, n_resamples, confidence, seed, notes)) is not None
+    ]
     notes.extend(_grid_notes(Path(directory)))
     return Leaderboard(
         Path(directory),
         columns,
         rows,
         primary,
+        shares,
         list(dict.fromkeys(notes)),
         n_resamples,
         confidence,
+    )
+
+
+def _shares(model, task, groups, columns, n_resamples, confidence, seed, notes) -> GateShare | None:
+    """``summary.gate_shares`` on the task's first metric with per-sample scores; the share conditions are
+    the rows labelled with their plain condition names, the baseline is the model's baseline row."""
+    baseline = _baseline_of(model, groups)
+    runs = {name: groups.get((model, name), {}).get(task, []) for name in (IMAGE_ABLATED, *SHARES.values())}
+    runs = {name: cells for name, cells in runs.items() if cells and cells[0].condition_name == name}
+    if baseline is not None and groups[(model, baseline)].get(task):
+        runs[BASELINE] = groups[(model, baseline)][task]
+    scored = [
+        c.metric for c in columns if c.task == task and all(c.metric in x.scores for r in runs.values() for x in r)
+    ]
+    if not scored:
+        return None
+    return gate_shares(
+        model, runs, scored[0], task, n_resamples=n_resamples, confidence=confidence, seed=seed, notes=notes
     )
 
 
@@ -148,20 +178,12 @@ def _entry(
     base_value = sum(c.metrics[column.metric] for c in base) / len(base)
     if not all(column.metric in c.scores for c in [*group, *base]):
         return Entry(value, std, len(group), plain_delta=value - base_value)
-    treated = _mean_over_seeds(group, column.metric)
-    baseline = _mean_over_seeds(base, column.metric)
-    if treated.keys() != baseline.keys():
-        only_t = sorted(treated.keys() - baseline.keys(), key=str)[:5]
-        only_b = sorted(baseline.keys() - treated.keys(), key=str)[:5]
-        raise ValueError(
-            f"{group[0].model}: {group[0].condition} and its baseline were scored on different documents for "
-            f"{column.task} (only in {group[0].path}: {only_t}; only in {base[0].path}: {only_b}); "
-            f"rerun both with the same --limit"
-        )
-    docs = sorted(treated, key=str)
+    treated = mean_over_seeds(group, column.metric)
+    baseline = mean_over_seeds(base, column.metric)
+    base_scores, treated_scores = paired_scores([(base, baseline), (group, treated)], column.task)
     delta = paired_bootstrap(
-        [baseline[d] for d in docs],
-        [treated[d] for d in docs],
+        base_scores,
+        treated_scores,
         n_resamples=n_resamples,
         confidence=confidence,
         seed=seed,
@@ -175,14 +197,6 @@ def _entry(
             )
             break
     return Entry(value, std, len(group), delta=delta)
-
-
-def _mean_over_seeds(cells: list[CellResult], metric: str) -> dict[Any, float]:
-    docs = cells[0].scores[metric].keys()
-    for cell in cells[1:]:
-        if cell.scores[metric].keys() != docs:
-            raise ValueError(f"{cells[0].path} and {cell.path} (repeats of one condition) cover different documents")
-    return {d: sum(c.scores[metric][d] for c in cells) / len(cells) for d in docs}
 
 
 def _sample_std(values: list[float]) -> float:
