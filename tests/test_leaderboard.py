@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -218,7 +221,7 @@ def test_cli_writes_table_and_plot(grid, tmp_path, capsys):
     assert out.splitlines()[0].startswith("model,condition,seeds,")
     assert (tmp_path / "p.png").read_bytes().startswith(PNG_MAGIC)
     assert main(["leaderboard", str(tmp_path / "empty")]) == 2
-    assert "no finished grid cells" in capsys.readouterr().err
+    assert "nothing to tabulate under" in capsys.readouterr().err
 
 
 def test_different_documents_are_an_error(tmp_path):
@@ -330,3 +333,116 @@ def test_terminal_summary_fits_100_columns_with_long_names(grid):
     text = leaderboard.render(board, "summary")
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "random_image_ablated ×3" in text and "Full tables with CIs" in text
+
+
+# ----------------------------------------------------------------------------------------------- plain lmms_eval runs
+
+TOY = Path(__file__).resolve().parents[1] / "narrowgate" / "assets" / "toy_chameleon"
+RUN_LIMIT = 6
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def lmms_eval(*args, cwd: Path) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "lmms_eval"), *map(str, args)]
+    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def lmms_eval_runs(tmp_path_factory):
+    """The toy Chameleon under four conditions through the real `lmms_eval` command (three runs in one
+    call, then gate_only with lmms-eval's own `--baseline` paired test), each into its own folder."""
+    import yaml
+
+    out = tmp_path_factory.mktemp("lmms_eval_runs")
+    runs = [
+        {
+            "model": f"chameleon_{condition}",
+            "model_args": f"pretrained={TOY}",
+            "tasks": VQA,
+            "limit": RUN_LIMIT,
+            "output_path": str(out / condition),
+            "log_samples": True,
+        }
+        for condition in ("baseline", "gate_ablated", "image_ablated")
+    ]
+    (out / "runs.yaml").write_text(yaml.safe_dump(runs))
+    lmms_eval("--config", out / "runs.yaml", cwd=out)
+    (baseline_samples,) = (out / "baseline").glob(f"*/*_samples_{VQA}.jsonl")
+    lmms_eval(
+        *("--model", "chameleon_gate_only", "--model_args", f"pretrained={TOY}", "--tasks", VQA),
+        *("--limit", RUN_LIMIT, "--output_path", out / "gate_only", "--log_samples", "--baseline", baseline_samples),
+        cwd=out,
+    )
+    return out
+
+
+def samples_scores(folder: Path) -> dict[int, float]:
+    (path,) = folder.glob(f"*/*_samples_{VQA}.jsonl")
+    return {s["doc_id"]: s["vqa_accuracy"] for s in map(json.loads, path.read_text().splitlines())}
+
+
+def test_leaderboard_of_plain_lmms_eval_runs(lmms_eval_runs, capsys):
+    scores = {c: samples_scores(lmms_eval_runs / c) for c in ("baseline", "gate_ablated", "gate_only", "image_ablated")}
+    board = leaderboard.build(lmms_eval_runs, n_resamples=500)
+    assert [(r.model, r.condition, r.seeds) for r in board.rows] == [
+        ("toy_chameleon", c, 1) for c in ("baseline", "gate_ablated", "gate_only", "image_ablated")
+    ]
+    column = leaderboard.Column(VQA, "vqa_accuracy")
+    assert board.columns == [column]
+    docs = sorted(scores["baseline"])
+    assert docs == list(range(RUN_LIMIT))
+    for row in board.rows:
+        entry = row.entries[column]
+        assert entry.value == pytest.approx(np.mean([scores[row.condition][d] for d in docs]), abs=1e-12)
+        if row.condition != "baseline":
+            expected = np.mean([scores[row.condition][d] - scores["baseline"][d] for d in docs])
+            assert entry.delta.delta == pytest.approx(expected, abs=1e-12) and entry.delta.n == RUN_LIMIT
+    base, gate, only, cut = (
+        [scores[c][d] for d in docs] for c in ("baseline", "gate_ablated", "gate_only", "image_ablated")
+    )
+    (share,) = board.shares
+    assert share.through.ratio == pytest.approx(leaderboard.gate_share(base, gate, cut).ratio)
+    assert share.bypass.ratio == pytest.approx(leaderboard.gate_share(base, only, cut).ratio)
+    assert main(["leaderboard", str(lmms_eval_runs), "--resamples", "200"]) == 0
+    assert "gate share (smoke_vqa vqa_accuracy): through" in capsys.readouterr().out
+
+
+def test_lmms_eval_baseline_paired_test_reads_the_task_scores(lmms_eval_runs):
+    """score_key: lmms-eval's own --baseline compares per-document VQA accuracy, not exact match."""
+    (results_path,) = (lmms_eval_runs / "gate_only").glob("*/*_results.json")
+    result = json.loads(results_path.read_text())["results"][VQA]
+    base = samples_scores(lmms_eval_runs / "baseline")
+    assert result["paired_baseline_score"] == pytest.approx(100 * np.mean(list(base.values())), abs=1e-9)
+    assert 0 <= result["paired_pvalue"] <= 1
+    assert json.loads(results_path.read_text())["configs"][VQA]["score_key"] == "vqa_accuracy"
+
+
+def test_lmms_eval_baseline_loader_reads_the_vqa_accuracy_not_exact_match(tmp_path):
+    """lmms-eval reads a --baseline file's score from its first field named *score*; the task gives one."""
+    from lmms_eval.baselines.loader import load_baseline
+
+    from narrowgate_tasks import utils
+
+    doc = {"question_id": 1, "answers": [{"answer": a, "answer_id": i} for i, a in enumerate(["2 dogs"] + ["two"] * 9)]}
+    sample = {
+        "doc_id": 0,
+        "target": "2 dogs",
+        "filtered_resps": ["2 dogs"],
+        **utils.vqa_process_results(doc, ["2 dogs"]),
+    }
+    path = tmp_path / f"x_samples_{VQA}.jsonl"
+    path.write_text(json.dumps(sample) + "\n")
+    assert load_baseline(str(path), VQA)[0] == {0: pytest.approx(0.3)}  # exact match would say 1.0
+
+
+def test_runs_without_narrowgate_records_are_noted(lmms_eval_runs, tmp_path):
+    import shutil
+
+    shutil.copytree(lmms_eval_runs / "baseline", tmp_path / "baseline")
+    (samples,) = (tmp_path / "baseline").glob(f"*/*_samples_{VQA}.jsonl")
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    samples.write_text("".join(json.dumps({k: v for k, v in s.items() if k != "narrowgate"}) + "\n" for s in lines))
+    with pytest.raises(ValueError, match="nothing to tabulate under"):
+        leaderboard.build(tmp_path)

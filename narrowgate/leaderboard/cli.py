@@ -11,12 +11,14 @@ from narrowgate.leaderboard.table import build
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("directory", help="a `narrowgate grid` output folder")
+    parser.add_argument(
+        "directory", help="a `narrowgate grid` output folder or an `lmms_eval --output_path` folder (--log_samples)"
+    )
     parser.add_argument(
         "--format",
         choices=FORMATS,
         default="summary",
-        help="summary (default: fits a 100-column terminal), or a full table: md, csv, html (a page with the plot), latex",
+        help="summary (default; fits a 100-column terminal) or a full table: md, csv, html (page with plot), latex",
     )
     parser.add_argument("--output", help="write the table to this file instead of printing it")
     parser.add_argument(

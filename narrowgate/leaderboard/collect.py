@@ -17,7 +17,7 @@ SCORE_FIELD = "score"
 
 @dataclass(frozen=True)
 class CellResult:
-    """One finished grid cell as read from disk."""
+    """One finished cell as read from disk: a grid cell, or one task of a plain lmms_eval run."""
 
     model: str
     condition: str  # the condition's label (a table row together with the model)
@@ -30,22 +30,53 @@ class CellResult:
     path: Path
 
 
-def read_cells(directory: str | Path) -> list[CellResult]:
-    """Every finished cell under ``directory`` (a ``narrowgate grid`` output folder)."""
+def read_cells(directory: str | Path, notes: list[str]) -> list[CellResult]:
+    """Every finished cell under ``directory``: a ``narrowgate grid`` output folder, an ``lmms_eval
+    --output_path`` folder of runs with narrowgate models and ``--log_samples``, or both."""
+    from narrowgate.leaderboard.runs import read_runs
+
     found = iter_done_cells(directory)
-    if not found:
+    cells = [_read_cell(folder, record) for folder, record in found]
+    cells += read_runs(
+        directory, skip=[folder for folder, _ in found], first_model=len({c.model for c in cells}), notes=notes
+    )
+    if not cells:
         raise ValueError(
-            f"no finished grid cells under {directory} (looked for */*/*/cell.json); run `narrowgate grid` first"
+            f"nothing to tabulate under {directory}: no finished grid cells (*/*/*/cell.json, from `narrowgate grid`) "
+            f"and no lmms_eval results of narrowgate models with samples (<date>_results.json next to "
+            f"<date>_samples_<task>.jsonl, from `lmms_eval ... --output_path DIR --log_samples`)"
         )
-    return [_read_cell(folder, record) for folder, record in found]
+    return cells
 
 
 def _read_cell(folder: Path, record: dict[str, Any]) -> CellResult:
     spec = record["spec"]
     task = spec["task"]
-    results = json.loads((folder / record["results"]).read_text(encoding="utf-8"))
+    results_path = folder / record["results"]
+    metrics, scores = read_scores(
+        json.loads(results_path.read_text(encoding="utf-8")), results_path, folder / record["samples"], task
+    )
+    condition = spec["condition"]
+    return CellResult(
+        model=spec["model"]["name"],
+        condition=condition["label"],
+        condition_name=condition["name"],
+        seed=condition.get("seed") if condition.get("repeated") else None,
+        task=task,
+        order=tuple(record["order"]),
+        metrics=metrics,
+        scores=scores,
+        path=folder,
+    )
+
+
+def read_scores(
+    results: dict[str, Any], results_path: Path, samples_path: Path, task: str
+) -> tuple[dict[str, float], dict[str, dict[Any, float]]]:
+    """One task's aggregate metrics (from lmms-eval's results json, the task's own metrics in its order)
+    and the per-sample scores of those that have them (from its samples jsonl), by doc_id."""
     if task not in results.get("results", {}):
-        raise ValueError(f"{folder / record['results']}: no results for task {task!r}")
+        raise ValueError(f"{results_path}: no results for task {task!r}")
     listed = [m["metric"] for m in results.get("configs", {}).get(task, {}).get("metric_list", []) if "metric" in m]
     metrics: dict[str, float] = {}
     for key, value in results["results"][task].items():
@@ -64,7 +95,6 @@ def _read_cell(folder: Path, record: dict[str, Any]) -> CellResult:
 
     per_sample: dict[str, dict[Any, float]] = defaultdict(dict)
     missing: dict[str, Any] = {}
-    samples_path = folder / record["samples"]
     for line_no, line in enumerate(samples_path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -90,18 +120,7 @@ def _read_cell(folder: Path, record: dict[str, Any]) -> CellResult:
             )
         if metric in per_sample:
             scores[metric] = per_sample[metric]
-    condition = spec["condition"]
-    return CellResult(
-        model=spec["model"]["name"],
-        condition=condition["label"],
-        condition_name=condition["name"],
-        seed=condition.get("seed") if condition.get("repeated") else None,
-        task=task,
-        order=tuple(record["order"]),
-        metrics=metrics,
-        scores=scores,
-        path=folder,
-    )
+    return metrics, scores
 
 
 def _sample_score(value: Any) -> float | None:

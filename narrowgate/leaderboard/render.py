@@ -1,4 +1,5 @@
-"""Text renderings of the table: Markdown, CSV and LaTeX (the HTML page lives in ``html.py``)."""
+"""The renderings of the table: Markdown, CSV and LaTeX here, the HTML page and the terminal summary in
+their own files; ``render`` picks one by name."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ FORMATS = ("summary", "md", "csv", "html", "latex")
 
 
 def render(board: Leaderboard, fmt: str) -> str:
-    """The terminal summary (``terminal.py``), or the full table as Markdown, CSV, a self-contained HTML page (with the bar chart inline) or LaTeX."""
+    """The terminal summary (``terminal.py``) or the full table: Markdown, CSV, a self-contained HTML page
+    (with the bar chart inline) or LaTeX."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     return {"summary": summary_text, "md": _markdown, "csv": _csv, "html": render_html, "latex": _latex}[fmt](board)

@@ -69,8 +69,10 @@ def build(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Leaderboard:
-    """Read a grid folder and compute the table. ``metrics`` keeps only these metric names (or TASK:METRIC)."""
-    cells = read_cells(directory)
+    """Read a grid or lmms_eval output folder and compute the table; ``metrics`` keeps only these metric
+    names (or TASK:METRIC)."""
+    notes: list[str] = []
+    cells = read_cells(directory, notes)
     cells.sort(key=lambda c: (c.order, -1 if c.seed is None else c.seed))
 
     columns: list[Column] = []
@@ -89,7 +91,6 @@ def build(
     groups: dict[tuple[str, str], dict[str, list[CellResult]]] = {}  # (model, condition label) -> task -> cells
     for cell in cells:
         groups.setdefault((cell.model, cell.condition), defaultdict(list))[cell.task].append(cell)
-    notes: list[str] = []
     rows = []
     for (model, condition), by_task in groups.items():
         baseline = _baseline_of(model, groups)
