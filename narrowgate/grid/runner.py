@@ -28,6 +28,7 @@ from narrowgate.grid.cells import (
     write_json_atomic,
 )
 from narrowgate.grid.config import ConfigError, GridConfig, ModelSpec
+from narrowgate.grid.parallel import Ranks
 from narrowgate.launcher import tasks_dir
 
 
@@ -41,6 +42,20 @@ def select_cells(cells: list[Cell], only: Iterable[str]) -> list[Cell]:
         examples = ", ".join(c.id for c in cells[:3])
         raise ConfigError(f"--only {' '.join(patterns)} matches no cell; cell ids look like: {examples}")
     return chosen
+
+
+def _tiny_checkpoint(output: Path, model: ModelSpec, ranks: Ranks) -> str:
+    """The tiny checkpoint's folder: rank 0 writes it, the other ranks wait for it (or for its error)."""
+    path, error = None, None
+    if ranks.is_main:
+        try:
+            path = _materialise_tiny(output, model)
+        except Exception as failure:
+            error = failure
+    path = ranks.share(path if error is None else error)
+    if isinstance(path, Exception):
+        raise path
+    return path
 
 
 def _materialise_tiny(output: Path, model: ModelSpec) -> str:
@@ -66,67 +81,71 @@ def run_grid(
     verbosity: str = "WARNING",
     log: Callable[[str], None] | None = None,
 ) -> GridReport:
-    """Evaluate every selected cell not already done under ``output``; never raises for a failing cell.
+    """Evaluate every selected cell not already done under ``output``; never raises for a failing cell
+    in a single process (under data parallel a failing cell stops every rank: rerun to resume).
 
     ``limit`` overrides the config's. ``on_cell_start(cell, partial_dir)`` is called when a cell starts
     (its partial folder exists, its condition is set); an exception there fails the cell like any other,
     while KeyboardInterrupt/SystemExit stop the grid as a crash would — tests inject failures this way.
     """
+    ranks = Ranks()
     log = log or (lambda message: print(f"[grid] {message}", file=sys.stderr, flush=True))
+    if not ranks.is_main:
+        log = _quiet
     output = Path(output)
     limit = config.limit if limit is None else limit
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be a positive integer, got {limit}")
     cells = select_cells(config.cells(), only)
     task_manager = _task_manager(config, verbosity)
-    output.mkdir(parents=True, exist_ok=True)
 
-    statuses = {c.id: CellStatus(c.id, "pending") for c in cells}
-    for cell in cells:
-        stored = read_done(cell_dir(output, cell))
-        if stored is None:
-            continue
-        expected = cell.record(limit)
-        if stored.get("spec") != expected:
-            changes = "; ".join(differences(stored.get("spec"), expected))
-            raise ConfigError(
-                f"{cell_dir(output, cell)} holds results of another setup ({changes}); "
-                f"use a fresh --output folder or delete that cell's folder"
-            )
-        statuses[cell.id].status = "skipped"
-    report = GridReport(output, [statuses[c.id] for c in cells], others=other_cells(output, config, statuses))
-    done_before = sum(s.status == "skipped" for s in report.statuses)
-    if done_before:
-        log(f"{done_before} of {len(cells)} cells already done in {output}; skipping them")
-    write_grid_file(output, config, limit, report)
+    decision = _done_cells(output, cells, limit) if ranks.is_main else None
+    if isinstance(decision := ranks.share(decision), str):
+        raise ConfigError(decision)
+    statuses = {c.id: CellStatus(c.id, "skipped" if c.id in decision else "pending") for c in cells}
+    others = other_cells(output, config, statuses) if ranks.is_main else []
+    report = GridReport(output, [statuses[c.id] for c in cells], others=others)
+    if decision:
+        log(f"{len(decision)} of {len(cells)} cells already done in {output}; skipping them")
+
+    def record() -> None:
+        if ranks.is_main:
+            write_grid_file(output, config, limit, report)
+
+    record()
 
     pending = [c for c in cells if statuses[c.id].status == "pending"]
     started = time.monotonic()
     for model, model_cells in _group_by_model(pending):
-        lm = None
+        lm, error = None, None
         try:
-            pretrained = model.pretrained if model.tiny_seed is None else _materialise_tiny(output, model)
+            pretrained = model.pretrained if model.tiny_seed is None else _tiny_checkpoint(output, model, ranks)
             log(f"loading {model.name} ({model.family}: {pretrained})")
             import model_wrappers
 
             lm = model_wrappers.load_model(model.family, pretrained, **model.model_args)
-        except Exception as error:  # every cell of this model fails with the load error
+        except Exception as load_error:  # every cell of this model fails with the load error
+            error = load_error
+        if ranks.first_error(None if error is None else f"{type(error).__name__}: {error}") is not None:
             for cell in model_cells:
-                _fail(statuses[cell.id], error, 0.0, log)
-            write_grid_file(output, config, limit, report)
+                _fail(statuses[cell.id], error or RuntimeError("the model failed to load on another rank"), 0.0, log)
+            record()
             continue
         for cell in model_cells:
             position = sum(s.status in ("done", "failed") for s in report.statuses) + 1
             log(f"cell {position}/{len(pending)}: {cell.id}{_eta(report, started, len(pending))}")
             t0 = time.monotonic()
             try:
-                _run_cell(lm, cell, output, pretrained, limit, task_manager, verbosity, on_cell_start)
+                _run_cell(lm, cell, output, pretrained, limit, task_manager, verbosity, on_cell_start, ranks)
                 statuses[cell.id].status = "done"
                 statuses[cell.id].seconds = round(time.monotonic() - t0, 3)
                 log(f"done {cell.id} in {statuses[cell.id].seconds:.1f} s")
             except Exception as error:
                 _fail(statuses[cell.id], error, time.monotonic() - t0, log)
-            write_grid_file(output, config, limit, report)
+                if ranks.world_size > 1:  # the other ranks wait in the evaluator's collectives: stop them all
+                    record()
+                    raise
+            record()
         del lm
         _free_memory()
     if report.failed:
@@ -135,31 +154,61 @@ def run_grid(
     return report
 
 
+def _done_cells(output: Path, cells: list[Cell], limit: int | None) -> list[str] | str:
+    """The ids of the cells already done under ``output``, or why the folder cannot be resumed."""
+    done = []
+    for cell in cells:
+        stored = read_done(cell_dir(output, cell))
+        if stored is None:
+            continue
+        expected = cell.record(limit)
+        if stored.get("spec") != expected:
+            changes = "; ".join(differences(stored.get("spec"), expected))
+            return (
+                f"{cell_dir(output, cell)} holds results of another setup ({changes}); "
+                f"use a fresh --output folder or delete that cell's folder"
+            )
+        done.append(cell.id)
+    return done
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0: rank 0 reports for the grid."""
+
+
+def lmms_eval_model(cell: Cell, pretrained: str) -> tuple[str, str]:
+    """The ``--model`` and ``--model_args`` that replay this cell with the ``lmms_eval`` command."""
+    args = {"pretrained": pretrained, **cell.model.model_args, **cell.condition.params}
+    if args.get("layers") is not None:  # model_args items are comma-separated: layer lists use "+" there
+        args["layers"] = str(args["layers"]).replace(",", "+")
+    return f"{cell.model.family}_{cell.condition.name}", ",".join(f"{k}={v}" for k, v in args.items() if v is not None)
+
+
 def _run_cell(
-    lm, cell: Cell, output: Path, pretrained: str, limit, task_manager, verbosity: str, on_cell_start
+    lm, cell: Cell, output: Path, pretrained: str, limit, task_manager, verbosity: str, on_cell_start, ranks
 ) -> None:
-    """Evaluate one cell into a partial folder, then move it into place and write its marker last."""
+    """Evaluate one cell into a partial folder, then move it into place and write its marker last (rank 0;
+    the other ranks evaluate their share of the documents)."""
     from lmms_eval import evaluator
     from lmms_eval.loggers import EvaluationTracker
     from lmms_eval.utils import get_datetime_str
 
     final = cell_dir(output, cell)
     partial = final.with_name(final.name + PARTIAL_SUFFIX)
-    for stale in (partial, final):  # an unfinished cell is redone from scratch
-        shutil.rmtree(stale, ignore_errors=True)
-    partial.mkdir(parents=True)
+    if ranks.is_main:
+        for stale in (partial, final):  # an unfinished cell is redone from scratch
+            shutil.rmtree(stale, ignore_errors=True)
+        partial.mkdir(parents=True)
     lm.set_condition(cell.condition.make())
-    if on_cell_start is not None:
+    if on_cell_start is not None and ranks.is_main:
         on_cell_start(cell, partial)
 
-    condition_args = ",".join(f"{k}={v}" for k, v in cell.condition.params.items())
-    model_args = f"pretrained={pretrained},family={cell.model.family},condition={cell.condition.name}"
-    model_args += f",{condition_args}" if condition_args else ""
+    model_name, model_args = lmms_eval_model(cell, pretrained)
     tracker = EvaluationTracker(output_path=str(partial))
     datetime_str = get_datetime_str()
     # Caption tasks write their submission files under cli_args.output_path; the rest mirrors the CLI.
     cli_args = argparse.Namespace(
-        output_path=str(partial), process_with_media=False, model=cell.model.name, tasks=cell.task, limit=limit
+        output_path=str(partial), process_with_media=False, model=model_name, tasks=cell.task, limit=limit
     )
     results = evaluator.simple_evaluate(
         model=lm,
@@ -172,7 +221,11 @@ def _run_cell(
         verbosity=verbosity,
         datetime_str=datetime_str,
         cli_args=cli_args,
+        # as lmms-eval's own CLI chooses: the process group of a torchrun launch, or accelerate's
+        distributed_executor_backend="torchrun" if ranks.world_size > 1 else "accelerate",
     )
+    if not ranks.is_main:
+        return  # rank 0 gathered this rank's documents and writes the cell
     if results is None or cell.task not in results.get("results", {}):
         raise RuntimeError(f"lmms-eval returned no results for task {cell.task!r}")
     samples = results.pop("samples")
@@ -190,6 +243,7 @@ def _run_cell(
             "results": str(results_file.relative_to(partial)),
             "samples": str(samples_file.relative_to(partial)),
             "pretrained_path": pretrained,
+            "lmms_eval": {"model": model_name, "model_args": model_args},  # the same cell from the command line
         },
     )
 
