@@ -446,3 +446,19 @@ def test_runs_without_narrowgate_records_are_noted(lmms_eval_runs, tmp_path):
     samples.write_text("".join(json.dumps({k: v for k, v in s.items() if k != "narrowgate"}) + "\n" for s in lines))
     with pytest.raises(ValueError, match="nothing to tabulate under"):
         leaderboard.build(tmp_path)
+
+
+def test_unfinished_grid_cells_are_not_read_as_plain_runs(tmp_path):
+    """A grid cell moved into place but not yet marked done (a crash in between) is not a result."""
+    write_cell(tmp_path, "A", BASE, VQA, (0, 0, 0), {"exact_match": [1.0, 0.0]}, {"exact_match": 0.5})
+    folder = write_cell(tmp_path, "A", GATE, VQA, (0, 1, 0), {"exact_match": [0.0, 0.0]}, {"exact_match": 0.0})
+    (folder / "cell.json").unlink()
+    (samples,) = folder.glob("*/*_samples_*.jsonl")
+    audit = {"model": "chameleon_gate_ablated", "pretrained": "/x/toy", "condition": {"name": "gate_ablated"}}
+    lines = [{**json.loads(line), "narrowgate": audit} for line in samples.read_text().splitlines()]
+    samples.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "grid.json").write_text(json.dumps({"cells": []}))
+    assert [(r.model, r.condition) for r in leaderboard.build(tmp_path, n_resamples=100).rows] == [("A", "baseline")]
+    (tmp_path / "grid.json").unlink()  # not a grid folder: the same files are a plain lmms_eval run
+    rows = [(r.model, r.condition) for r in leaderboard.build(tmp_path, n_resamples=100).rows]
+    assert rows == [("A", "baseline"), ("toy", "gate_ablated")]

@@ -14,19 +14,28 @@ import json
 from pathlib import Path
 from typing import Any
 
+from narrowgate.grid import GRID_FILE
 from narrowgate.leaderboard.collect import CellResult, read_scores
 
 AUDIT_KEY = "narrowgate"
 # model_args that name the condition (read from the audit record) or do not change the outputs
 CONDITION_ARGS = ("condition", "layers", "knockout", "k", "seed")
 NEUTRAL_ARGS = ("pretrained", "batch_size", "device", "device_map")
+GRID_CELL_DEPTH = 5  # OUTPUT/MODEL/CONDITION/TASK/<lmms-eval model>/<date>_results.json
 
 
 def read_runs(directory: str | Path, *, skip: list[Path], first_model: int, notes: list[str]) -> list[CellResult]:
     """Every task of every narrowgate run under ``directory`` outside the ``skip`` folders (grid cells);
     model indices in ``order`` start at ``first_model``. Runs without audit records are noted and skipped."""
     found: dict[tuple, tuple[Path, dict[str, Any]]] = {}
-    paths = [p for p in Path(directory).rglob("*_results.json") if not any(p.is_relative_to(s) for s in skip)]
+    grid = (Path(directory) / GRID_FILE).is_file()
+    paths = [
+        p
+        for p in Path(directory).rglob("*_results.json")
+        if not any(p.is_relative_to(s) for s in skip)
+        # a grid's MODEL/CONDITION/TASK/<run>/ files count only once the cell's marker says it is done
+        and not (grid and len(p.relative_to(directory).parts) == GRID_CELL_DEPTH)
+    ]
     for results_path in sorted(paths, key=lambda p: (p.name, str(p))):  # <date>_results.json: oldest first
         if any(part.endswith(".partial") for part in results_path.parts):
             continue
