@@ -5,6 +5,7 @@ cell per seed. Each model is loaded once and its conditions are switched on the 
 finished cell is a folder holding lmms-eval's own results json and samples jsonl plus ``cell.json``,
 which is written last and atomically, so it marks the cell as done: a rerun skips done cells and
 redoes anything else. A failing cell is recorded with its error in ``grid.json`` and the grid goes on.
+Under ``torchrun``/``accelerate launch`` the grid runs data parallel (``parallel.py``).
 
 Output layout::
 
