@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     board = leaderboard.build(output)
     paths = {fmt: leaderboard.write(board, fmt, output / f"leaderboard.{fmt}") for fmt in ("md", "csv", "html")}
     plot = leaderboard.write_plot(board, output / "leaderboard.png")
-    print(leaderboard.render(board, "md"))
+    print(leaderboard.render(board, "summary"))
     print(f"HTML page: {paths['html'].resolve()}")
     print(f"Plot:      {plot.resolve()}")
     print(f"Table:     {paths['md'].resolve()} (CSV: {paths['csv'].resolve()})")

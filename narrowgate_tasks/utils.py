@@ -166,14 +166,23 @@ def caption_doc_to_text(doc: dict) -> str:
     return prompts.CAPTION_REQUEST
 
 
+# lmms-eval's `--baseline FILE` paired test reads the current run's per-sample `score_key` field (the
+# task YAMLs name vqa_accuracy / cider_paper) but takes the baseline file's score from its first field
+# whose name contains "score"; without one it falls back to exact match. So each sample also carries its
+# task's per-sample score as "score" (not in metric_list: lmms-eval aggregates nothing from it).
+PAIRED_SCORE = "score"
+
+
 def vqa_process_results(doc: dict, results: Sequence[str]) -> dict[str, float]:
-    return {"vqa_accuracy": metrics.vqa_accuracy(doc, prompts.first_line(results[0]))}
+    accuracy = metrics.vqa_accuracy(doc, prompts.first_line(results[0]))
+    return {"vqa_accuracy": accuracy, PAIRED_SCORE: accuracy}
 
 
 def caption_process_results(doc: dict, results: Sequence[str]) -> dict:
     pred = prompts.first_line(results[0])
     refs = list(doc["refs"])
-    scores: dict = {"cider_paper": metrics.cider_d(pred, refs, metrics.registered_corpus(doc[CORPUS_COLUMN]))}
+    cider = metrics.cider_d(pred, refs, metrics.registered_corpus(doc[CORPUS_COLUMN]))
+    scores: dict = {"cider_paper": cider, PAIRED_SCORE: cider}
     if not java.ptb_skipped():
         item = {"pred": pred, "refs": refs}
         scores.update({name: item for name in metrics.PTB_METRICS})

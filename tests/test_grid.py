@@ -270,7 +270,8 @@ def test_leaderboard_of_the_smoke_grid(reference, e2e_config):
             else:  # corpus-level pycocoevalcap metrics: a plain difference
                 assert entry.delta is None and entry.plain_delta is not None
     md = leaderboard.render(board, "md")
-    assert md.splitlines()[0].startswith("| model | condition | narrowgate_smoke_vqa vqa_accuracy |")
+    header = [cell.strip() for cell in md.splitlines()[0].strip("|").split("|")]
+    assert header[:3] == ["model", "condition", "narrowgate_smoke_vqa vqa_accuracy"]
 
 
 def test_interrupted_grid_resumes_to_the_uninterrupted_result(reference, e2e_config, tmp_path, monkeypatch):
@@ -363,9 +364,120 @@ def test_demo_prints_the_table_and_the_paths(reference, e2e_config, capsys):
     """The demo on a finished grid (it resumes, so nothing is recomputed) ends with the table and paths."""
     assert main(["demo", "--config", str(e2e_config.path), "--output", str(reference)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[0].startswith("| model | condition |") and "| tiny-llava | image_ablated |" in "\n".join(out)
+    assert out[0].split() == ["smoke_vqa", "smoke_caption"] and out[1].split() == ["vqa_accuracy", "cider_paper"]
+    assert "tiny-llava" in out and max(len(line) for line in out[:-3]) <= 100  # the terminal summary
     html, plot = out[-3], out[-2]
     assert html == f"HTML page: {(reference / 'leaderboard.html').resolve()}"
     assert plot == f"Plot:      {(reference / 'leaderboard.png').resolve()}"
     assert (reference / "leaderboard.html").read_text().startswith("<!DOCTYPE html>")
     assert (reference / "leaderboard.png").stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------------------------- data parallel
+
+VQA = "narrowgate_smoke_vqa"
+DP_ONLY = f"toy-chameleon/*/{VQA}"  # the trained toy model: its scores mean something
+DP_LIMIT = 6
+
+
+@pytest.fixture(scope="module")
+def smoke_reference(tmp_path_factory):
+    """The smoke config's toy-Chameleon VQA cells in this one process."""
+    from narrowgate.grid import run_grid
+
+    out = tmp_path_factory.mktemp("smoke-one")
+    report = run_grid(load_config(REPO / "configs" / "smoke.yaml"), out, limit=DP_LIMIT, only=[DP_ONLY])
+    assert not report.failed and len(report.evaluated) == 9, [(s.cell, s.error) for s in report.statuses]
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def batch_free(outputs: tuple[dict, dict]) -> tuple[dict, dict]:
+    """A cell's outputs without where each document sat in its batch (row, left padding, hence the
+    positions of the cut edges): sharding the documents over ranks changes the batches, nothing else."""
+    metrics, samples = outputs
+    for sample in samples.values():
+        audit = sample["narrowgate"]
+        layout, _ = audit.pop("layout"), audit.pop("cut")  # the cut edges follow from the spans and condition
+        shift = layout["first"]
+        audit["spans"] = [{k: [p - shift for p in v] for k, v in span.items()} for span in layout["spans"]]
+        audit["length"] = layout["length"] - shift
+    return metrics, samples
+
+
+def test_two_processes_give_the_results_of_one_and_resume(smoke_reference, tmp_path):
+    """torchrun, 2 CPU processes (gloo): each rank a model copy, lmms-eval shards the documents, rank 0
+    writes; a cell finished before (copied from the one-process run) is kept as it is."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    out = tmp_path / "smoke-two"
+    done = "toy-chameleon/baseline/narrowgate_smoke_vqa"
+    shutil.copytree(smoke_reference / done, out / done)
+    before = (out / done / "cell.json").stat().st_mtime_ns
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+        "-m", "narrowgate.grid", str(REPO / "configs" / "smoke.yaml"), "--output", str(out),
+        "--limit", str(DP_LIMIT), "--only", DP_ONLY,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "1 of 9 cells already done" in result.stderr
+    assert result.stderr.count("already done") == 1  # rank 0 alone reports
+    assert (out / done / "cell.json").stat().st_mtime_ns == before
+    cells = [
+        c["cell"] for c in json.loads((smoke_reference / "grid.json").read_text())["cells"] if c["status"] == "done"
+    ]
+    assert len(cells) == 9
+    for cell in cells:
+        assert batch_free(cell_outputs(out, cell)) == batch_free(cell_outputs(smoke_reference, cell)), cell
+    statuses = {c["cell"]: c["status"] for c in json.loads((out / "grid.json").read_text())["cells"]}
+    assert [statuses[c] for c in cells] == ["skipped"] + ["done"] * 8
+
+
+def test_cells_record_a_replayable_lmms_eval_model(smoke_reference):
+    """cell.json names the --model and --model_args that run the same cell from the lmms_eval command."""
+    from lmms_eval.utils import simple_parse_args_string
+
+    from model_wrappers.registry import model_class
+
+    cell_id = f"toy-chameleon/random_image_ablated-seed1/{VQA}"
+    folder = smoke_reference / cell_id
+    replay = json.loads((folder / "cell.json").read_text())["lmms_eval"]
+    assert replay["model"] == "chameleon_random_image_ablated"
+    args = simple_parse_args_string(replay["model_args"])
+    assert {k: args[k] for k in ("batch_size", "k", "seed")} == {"batch_size": 4, "k": 4, "seed": 1}
+    lm = model_class(replay["model"])(**args)  # the class lmms-eval resolves --model to, with --model_args
+    cell = next(c for c in load_config(REPO / "configs" / "smoke.yaml").cells() if c.id == cell_id)
+    assert lm.condition == cell.condition.make() and lm.batch_size == 4
+
+
+def test_gate_share_of_the_smoke_grid(smoke_reference):
+    """The leaderboard's gate share on real grid output equals gate_share of the cells' per-document scores."""
+    from narrowgate import leaderboard
+
+    board = leaderboard.build(smoke_reference, n_resamples=500)
+    (share,) = board.shares
+    assert (share.model, share.task, share.metric) == ("toy-chameleon", "narrowgate_smoke_vqa", "vqa_accuracy")
+    scores = {}
+    for condition in ("baseline", "gate_ablated", "gate_only", "image_ablated"):
+        _, samples = cell_outputs(smoke_reference, f"toy-chameleon/{condition}/{VQA}")
+        scores[condition] = [samples[d]["vqa_accuracy"] for d in sorted(samples)]
+    through = leaderboard.gate_share(
+        scores["baseline"], scores["gate_ablated"], scores["image_ablated"], n_resamples=500
+    )
+    assert share.through == through
+    assert share.bypass.ratio == pytest.approx(
+        leaderboard.gate_share(scores["baseline"], scores["gate_only"], scores["image_ablated"]).ratio
+    )
+    assert share.image_effect > 0  # cutting the image off costs the trained toy model accuracy

@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,12 +153,12 @@ def test_markdown_csv_latex(grid):
     root, vqa_base, _ = grid
     board = leaderboard.build(root, n_resamples=2000)
     md = leaderboard.render(board, "md")
-    lines = md.splitlines()
-    assert lines[0] == f"| model | condition | {VQA} exact_match | {CAP} cider | {CAP} bleu4 |"
-    assert lines[3].startswith("| A | gate_ablated | ")
-    assert "Δ -0.250 [-0.250, -0.250] p<0.001" in lines[3]
-    assert lines[4].startswith("| A | random_image_ablated (×3) | ") and " ± 0.100 " in lines[4]
-    assert lines[5] == f"| B | gate_ablated | {vqa_base.mean():.3f} | – | – |"
+    lines = [[cell.strip() for cell in line.strip("|").split("|")] for line in md.splitlines()[:6]]
+    assert lines[0] == ["model", "condition", f"{VQA} exact_match", f"{CAP} cider", f"{CAP} bleu4"]
+    assert not lines[1][0].endswith(":") and lines[1][2].endswith("-:")  # names left, numbers right
+    assert lines[3][:2] == ["A", "gate_ablated"] and "Δ -0.250 [-0.250, -0.250] p<0.001" in lines[3][2]
+    assert lines[4][:2] == ["A", "random_image_ablated (×3)"] and " ± 0.100 " in lines[4][2]
+    assert lines[5] == ["B", "gate_ablated", f"{vqa_base.mean():.3f}", "–", "–"]
 
     rows = list(csv.DictReader(io.StringIO(leaderboard.render(board, "csv"))))
     assert [(r["model"], r["condition"], r["seeds"]) for r in rows] == [
@@ -218,7 +221,7 @@ def test_cli_writes_table_and_plot(grid, tmp_path, capsys):
     assert out.splitlines()[0].startswith("model,condition,seeds,")
     assert (tmp_path / "p.png").read_bytes().startswith(PNG_MAGIC)
     assert main(["leaderboard", str(tmp_path / "empty")]) == 2
-    assert "no finished grid cells" in capsys.readouterr().err
+    assert "nothing to tabulate under" in capsys.readouterr().err
 
 
 def test_different_documents_are_an_error(tmp_path):
@@ -250,3 +253,212 @@ def test_failed_cells_of_the_grid_are_listed(tmp_path):
     )
     board = leaderboard.build(tmp_path, n_resamples=100)
     assert any("1 cell(s) failed and are missing: A/gate_ablated/x" in note for note in board.notes)
+
+
+# ----------------------------------------------------------------------------------------------- gate share
+
+GATE_ONLY = ConditionSpec("gate_only", "gate_only", {})
+IMAGE = ConditionSpec("image_ablated", "image_ablated", {})
+
+
+@pytest.fixture(scope="module")
+def shares_grid(tmp_path_factory):
+    """Model "narrow": blocking the gate costs exactly what cutting the image costs, keeping only the gate
+    costs nothing (up to noise); model "wide": the other way round, with noise on both."""
+    root = tmp_path_factory.mktemp("shares")
+    rng = np.random.default_rng(1)
+    base = rng.random(N_DOCS) * 0.5 + 0.5
+    image = base - (rng.random(N_DOCS) * 0.3 + 0.2)
+
+    def noise():
+        return rng.normal(0, 0.02, N_DOCS)
+
+    runs = {
+        "narrow": [(BASE, base), (GATE, image), (GATE_ONLY, base + noise()), (IMAGE, image)],
+        "wide": [(BASE, base), (GATE, base + noise()), (GATE_ONLY, image + noise()), (IMAGE, image)],
+    }
+    for m, (model, by_condition) in enumerate(runs.items()):
+        for c, (condition, scores) in enumerate(by_condition):
+            aggregate = {"vqa_accuracy": float(np.mean(scores))}
+            write_cell(root, model, condition, VQA, (m, c, 0), {"vqa_accuracy": list(scores)}, aggregate)
+    return root
+
+
+def test_gate_share_covers_one_and_zero(shares_grid):
+    board = leaderboard.build(shares_grid, n_resamples=2000)
+    shares = {s.model: s for s in board.shares}
+    assert [(s.model, s.task, s.metric) for s in board.shares] == [
+        ("narrow", VQA, "vqa_accuracy"),
+        ("wide", VQA, "vqa_accuracy"),
+    ]
+    narrow, wide = shares["narrow"], shares["wide"]
+    # gate_ablated == image_ablated on every document: the share through the gate is 1 in every resample
+    assert (narrow.through.ratio, narrow.through.ci_low, narrow.through.ci_high) == pytest.approx((1, 1, 1), abs=1e-12)
+    assert narrow.bypass.ci_low < 0 < narrow.bypass.ci_high and narrow.bypass.ci_high - narrow.bypass.ci_low < 0.2
+    assert wide.through.ci_low < 0 < wide.through.ci_high and wide.through.ci_high - wide.through.ci_low < 0.2
+    assert wide.bypass.ci_low < 1 < wide.bypass.ci_high
+    assert narrow.image_effect == pytest.approx(0.35, abs=0.05) and narrow.through.n == N_DOCS
+
+
+def test_gate_share_function(shares_grid):
+    base, gate, cut = [1.0, 1.0, 0.5, 0.8], [0.4, 0.6, 0.2, 0.8], [0.0, 0.5, 0.0, 0.5]
+    share = leaderboard.gate_share(base, gate, cut, n_resamples=500)
+    assert share.ratio == pytest.approx((0.6 + 0.4 + 0.3 + 0.0) / (1.0 + 0.5 + 0.5 + 0.3))
+    assert share.ci_low <= share.ratio <= share.ci_high
+    with pytest.raises(ValueError, match="image_ablated scores the same as baseline on average"):
+        leaderboard.gate_share(base, gate, base)
+    with pytest.raises(ValueError, match="three per-document score lists of equal length"):
+        leaderboard.gate_share(base, gate[:3], cut)
+
+
+def test_gate_share_in_md_html_and_terminal(shares_grid, capsys):
+    board = leaderboard.build(shares_grid, n_resamples=500)
+    md = leaderboard.render(board, "md")
+    narrow_row = next(line for line in md.splitlines() if line.startswith("| narrow ") and "vqa_accuracy" in line)
+    assert "1.00 [1.00, 1.00]" in narrow_row
+    page = leaderboard.render(board, "html")
+    assert "<h2>Gate share</h2>" in page and "1.00 [1.00, 1.00]" in page
+    assert main(["leaderboard", str(shares_grid), "--resamples", "500"]) == 0
+    summary = capsys.readouterr().out
+    lines = summary.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert "  gate share (smoke_vqa vqa_accuracy): through 1.00 [1.00, 1.00], bypassing " in summary
+    gate_row = next(line for line in lines if line.startswith("  gate_ablated ") and "-0.3" in line)
+    assert gate_row.rstrip().endswith("*")  # significant drop marked
+
+
+def test_terminal_summary_fits_100_columns_with_long_names(grid):
+    root, _, _ = grid
+    board = leaderboard.build(root, n_resamples=200)
+    text = leaderboard.render(board, "summary")
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "random_image_ablated ×3" in text and "Full tables with CIs" in text
+
+
+# ----------------------------------------------------------------------------------------------- plain lmms_eval runs
+
+TOY = Path(__file__).resolve().parents[1] / "narrowgate" / "assets" / "toy_chameleon"
+RUN_LIMIT = 6
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def lmms_eval(*args, cwd: Path) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "lmms_eval"), *map(str, args)]
+    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def lmms_eval_runs(tmp_path_factory):
+    """The toy Chameleon under four conditions through the real `lmms_eval` command (three runs in one
+    call, then gate_only with lmms-eval's own `--baseline` paired test), each into its own folder."""
+    import yaml
+
+    out = tmp_path_factory.mktemp("lmms_eval_runs")
+    runs = [
+        {
+            "model": f"chameleon_{condition}",
+            "model_args": f"pretrained={TOY}",
+            "tasks": VQA,
+            "limit": RUN_LIMIT,
+            "output_path": str(out / condition),
+            "log_samples": True,
+        }
+        for condition in ("baseline", "gate_ablated", "image_ablated")
+    ]
+    (out / "runs.yaml").write_text(yaml.safe_dump(runs))
+    lmms_eval("--config", out / "runs.yaml", cwd=out)
+    (baseline_samples,) = (out / "baseline").glob(f"*/*_samples_{VQA}.jsonl")
+    lmms_eval(
+        *("--model", "chameleon_gate_only", "--model_args", f"pretrained={TOY}", "--tasks", VQA),
+        *("--limit", RUN_LIMIT, "--output_path", out / "gate_only", "--log_samples", "--baseline", baseline_samples),
+        cwd=out,
+    )
+    return out
+
+
+def samples_scores(folder: Path) -> dict[int, float]:
+    (path,) = folder.glob(f"*/*_samples_{VQA}.jsonl")
+    return {s["doc_id"]: s["vqa_accuracy"] for s in map(json.loads, path.read_text().splitlines())}
+
+
+def test_leaderboard_of_plain_lmms_eval_runs(lmms_eval_runs, capsys):
+    scores = {c: samples_scores(lmms_eval_runs / c) for c in ("baseline", "gate_ablated", "gate_only", "image_ablated")}
+    board = leaderboard.build(lmms_eval_runs, n_resamples=500)
+    assert [(r.model, r.condition, r.seeds) for r in board.rows] == [
+        ("toy_chameleon", c, 1) for c in ("baseline", "gate_ablated", "gate_only", "image_ablated")
+    ]
+    column = leaderboard.Column(VQA, "vqa_accuracy")
+    assert board.columns == [column]
+    docs = sorted(scores["baseline"])
+    assert docs == list(range(RUN_LIMIT))
+    for row in board.rows:
+        entry = row.entries[column]
+        assert entry.value == pytest.approx(np.mean([scores[row.condition][d] for d in docs]), abs=1e-12)
+        if row.condition != "baseline":
+            expected = np.mean([scores[row.condition][d] - scores["baseline"][d] for d in docs])
+            assert entry.delta.delta == pytest.approx(expected, abs=1e-12) and entry.delta.n == RUN_LIMIT
+    base, gate, only, cut = (
+        [scores[c][d] for d in docs] for c in ("baseline", "gate_ablated", "gate_only", "image_ablated")
+    )
+    (share,) = board.shares
+    assert share.through.ratio == pytest.approx(leaderboard.gate_share(base, gate, cut).ratio)
+    assert share.bypass.ratio == pytest.approx(leaderboard.gate_share(base, only, cut).ratio)
+    assert main(["leaderboard", str(lmms_eval_runs), "--resamples", "200"]) == 0
+    assert "gate share (smoke_vqa vqa_accuracy): through" in capsys.readouterr().out
+
+
+def test_lmms_eval_baseline_paired_test_reads_the_task_scores(lmms_eval_runs):
+    """score_key: lmms-eval's own --baseline compares per-document VQA accuracy, not exact match."""
+    (results_path,) = (lmms_eval_runs / "gate_only").glob("*/*_results.json")
+    result = json.loads(results_path.read_text())["results"][VQA]
+    base = samples_scores(lmms_eval_runs / "baseline")
+    assert result["paired_baseline_score"] == pytest.approx(100 * np.mean(list(base.values())), abs=1e-9)
+    assert 0 <= result["paired_pvalue"] <= 1
+    assert json.loads(results_path.read_text())["configs"][VQA]["score_key"] == "vqa_accuracy"
+
+
+def test_lmms_eval_baseline_loader_reads_the_vqa_accuracy_not_exact_match(tmp_path):
+    """lmms-eval reads a --baseline file's score from its first field named *score*; the task gives one."""
+    from lmms_eval.baselines.loader import load_baseline
+
+    from narrowgate_tasks import utils
+
+    doc = {"question_id": 1, "answers": [{"answer": a, "answer_id": i} for i, a in enumerate(["2 dogs"] + ["two"] * 9)]}
+    sample = {
+        "doc_id": 0,
+        "target": "2 dogs",
+        "filtered_resps": ["2 dogs"],
+        **utils.vqa_process_results(doc, ["2 dogs"]),
+    }
+    path = tmp_path / f"x_samples_{VQA}.jsonl"
+    path.write_text(json.dumps(sample) + "\n")
+    assert load_baseline(str(path), VQA)[0] == {0: pytest.approx(0.3)}  # exact match would say 1.0
+
+
+def test_runs_without_narrowgate_records_are_noted(lmms_eval_runs, tmp_path):
+    import shutil
+
+    shutil.copytree(lmms_eval_runs / "baseline", tmp_path / "baseline")
+    (samples,) = (tmp_path / "baseline").glob(f"*/*_samples_{VQA}.jsonl")
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    samples.write_text("".join(json.dumps({k: v for k, v in s.items() if k != "narrowgate"}) + "\n" for s in lines))
+    with pytest.raises(ValueError, match="nothing to tabulate under"):
+        leaderboard.build(tmp_path)
+
+
+def test_unfinished_grid_cells_are_not_read_as_plain_runs(tmp_path):
+    """A grid cell moved into place but not yet marked done (a crash in between) is not a result."""
+    write_cell(tmp_path, "A", BASE, VQA, (0, 0, 0), {"exact_match": [1.0, 0.0]}, {"exact_match": 0.5})
+    folder = write_cell(tmp_path, "A", GATE, VQA, (0, 1, 0), {"exact_match": [0.0, 0.0]}, {"exact_match": 0.0})
+    (folder / "cell.json").unlink()
+    (samples,) = folder.glob("*/*_samples_*.jsonl")
+    audit = {"model": "chameleon_gate_ablated", "pretrained": "/x/toy", "condition": {"name": "gate_ablated"}}
+    lines = [{**json.loads(line), "narrowgate": audit} for line in samples.read_text().splitlines()]
+    samples.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "grid.json").write_text(json.dumps({"cells": []}))
+    assert [(r.model, r.condition) for r in leaderboard.build(tmp_path, n_resamples=100).rows] == [("A", "baseline")]
+    (tmp_path / "grid.json").unlink()  # not a grid folder: the same files are a plain lmms_eval run
+    rows = [(r.model, r.condition) for r in leaderboard.build(tmp_path, n_resamples=100).rows]
+    assert rows == [("A", "baseline"), ("toy", "gate_ablated")]

@@ -79,3 +79,14 @@ def test_pairing_matters():
 def test_bad_input_is_rejected(base, treated, message):
     with pytest.raises(ValueError, match=message):
         paired_bootstrap(base, treated)
+
+
+def test_ratio_of_proportional_scores_is_exact_and_zero_denominator_is_an_error():
+    from narrowgate.stats import paired_bootstrap_ratio
+
+    den = np.random.default_rng(2).random(50) + 0.1
+    result = paired_bootstrap_ratio(2 * den, den, n_resamples=300)
+    assert (result.ratio, result.ci_low, result.ci_high) == pytest.approx((2, 2, 2), abs=1e-12)
+    assert result.undefined == 0 and result.n == 50
+    with pytest.raises(ValueError, match="denominator's mean is 0"):
+        paired_bootstrap_ratio(den, np.zeros(50))

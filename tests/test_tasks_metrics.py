@@ -58,9 +58,12 @@ def test_vqa_answer_normalisation(pred, answers, expected):
 
 def test_vqa_scores_the_first_nonempty_line_of_the_continuation():
     doc = vqa_doc(*(["red"] * 10))
-    assert utils.vqa_process_results(doc, ["\n  Red.\nQuestion: what colour is it?"]) == {"vqa_accuracy": 1.0}
-    assert utils.vqa_process_results(doc, ["it is red\nred"]) == {"vqa_accuracy": 0.0}
-    assert utils.vqa_process_results(doc, ["\n\n"]) == {"vqa_accuracy": 0.0}
+    assert utils.vqa_process_results(doc, ["\n  Red.\nQuestion: what colour is it?"]) == {
+        "vqa_accuracy": 1.0,
+        "score": 1.0,
+    }
+    assert utils.vqa_process_results(doc, ["it is red\nred"]) == {"vqa_accuracy": 0.0, "score": 0.0}
+    assert utils.vqa_process_results(doc, ["\n\n"]) == {"vqa_accuracy": 0.0, "score": 0.0}
     assert doc == vqa_doc(*(["red"] * 10))  # lmms-eval normalises answers in place; the document is untouched
 
 

@@ -1,0 +1,46 @@
+"""``narrowgate grid``: the command line of the grid runner."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from narrowgate.grid.config import ConfigError, load_config
+from narrowgate_tasks.java import JavaMissingError
+from narrowgate.grid.runner import run_grid
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="grid config YAML (see configs/smoke.yaml, configs/paper_table1.yaml)")
+    parser.add_argument("--output", required=True, help="output folder; rerunning into it resumes the grid")
+    parser.add_argument("--limit", type=int, default=None, help="documents per task (overrides the config's limit)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="run only cells whose id MODEL/CONDITION/TASK matches this shell pattern (repeatable), "
+        "e.g. 'Chameleon-7B/*' or '*/gate_ablated/*'",
+    )
+    parser.add_argument("--verbosity", default="WARNING", help="lmms-eval log level (default WARNING)")
+
+
+def set_log_level(verbosity: str) -> None:
+    """Show lmms-eval's (loguru) messages from ``verbosity`` up only, as its own CLI does."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=verbosity.upper())
+
+
+def run(args: argparse.Namespace) -> int:
+    set_log_level(args.verbosity)
+    try:
+        config = load_config(args.config)
+        report = run_grid(config, args.output, limit=args.limit, only=args.only, verbosity=args.verbosity)
+    except (ConfigError, JavaMissingError) as error:
+        print(f"narrowgate grid: {error}", file=sys.stderr)
+        return 2
+    done = sum(s.status in ("done", "skipped") for s in report.statuses)
+    print(f"{done}/{len(report.statuses)} cells done in {report.output}", file=sys.stderr)
+    return 1 if report.failed else 0

@@ -1,0 +1,308 @@
+"""Running the grid: each model loaded once, its cells evaluated through lmms-eval, failures recorded."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from narrowgate.grid.cells import (
+    CELL_FILE,
+    CHECKPOINTS_DIR,
+    GRID_FILE,
+    PARTIAL_SUFFIX,
+    Cell,
+    CellStatus,
+    GridReport,
+    cell_dir,
+    differences,
+    other_cells,
+    read_done,
+    write_grid_file,
+    write_json_atomic,
+)
+from narrowgate.grid.config import ConfigError, GridConfig, ModelSpec
+from narrowgate.grid.parallel import Ranks
+from narrowgate.launcher import plain_error, tasks_dir
+from narrowgate_tasks.java import check_java
+
+
+def select_cells(cells: list[Cell], only: Iterable[str]) -> list[Cell]:
+    """Cells whose id (``model/condition/task``) matches any shell-style pattern in ``only`` (all if none)."""
+    patterns = list(only)
+    if not patterns:
+        return cells
+    chosen = [c for c in cells if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
+    if not chosen:
+        examples = ", ".join(c.id for c in cells[:3])
+        raise ConfigError(f"--only {' '.join(patterns)} matches no cell; cell ids look like: {examples}")
+    return chosen
+
+
+def _tiny_checkpoint(output: Path, model: ModelSpec, ranks: Ranks) -> str:
+    """The tiny checkpoint's folder: rank 0 writes it, the other ranks wait for it (or for its error)."""
+    path, error = None, None
+    if ranks.is_main:
+        try:
+            path = _materialise_tiny(output, model)
+        except Exception as failure:
+            error = failure
+    path = ranks.share(path if error is None else error)
+    if isinstance(path, Exception):
+        raise path
+    return path
+
+
+def _materialise_tiny(output: Path, model: ModelSpec) -> str:
+    """The tiny checkpoint's folder, written once (atomically) under OUTPUT/_checkpoints."""
+    from narrowgate.tiny import save
+
+    target = Path(output, CHECKPOINTS_DIR, f"{model.family}-seed{model.tiny_seed}")
+    if not target.is_dir():
+        tmp = target.with_name(target.name + PARTIAL_SUFFIX)
+        shutil.rmtree(tmp, ignore_errors=True)
+        save(model.family, tmp, seed=model.tiny_seed)
+        os.replace(tmp, target)
+    return str(target)
+
+
+def run_grid(
+    config: GridConfig,
+    output: str | os.PathLike,
+    *,
+    limit: int | None = None,
+    only: Iterable[str] = (),
+    on_cell_start: Callable[[Cell, Path], None] | None = None,
+    verbosity: str = "WARNING",
+    log: Callable[[str], None] | None = None,
+) -> GridReport:
+    """Evaluate every selected cell not already done under ``output``; never raises for a failing cell
+    in a single process (under data parallel a failing cell stops every rank: rerun to resume).
+
+    ``limit`` overrides the config's. ``on_cell_start(cell, partial_dir)`` is called when a cell starts
+    (its partial folder exists, its condition is set); an exception there fails the cell like any other,
+    while KeyboardInterrupt/SystemExit stop the grid as a crash would — tests inject failures this way.
+    """
+    ranks = Ranks()
+    log = log or (lambda message: print(f"[grid] {message}", file=sys.stderr, flush=True))
+    if not ranks.is_main:
+        log = _quiet
+    output = Path(output)
+    limit = config.limit if limit is None else limit
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be a positive integer, got {limit}")
+    cells = select_cells(config.cells(), only)
+    task_manager = _task_manager(config, verbosity)
+    check_java({cell.task for cell in cells})  # caption metrics need Java: refuse before any model loads
+
+    decision = _done_cells(output, cells, limit) if ranks.is_main else None
+    if isinstance(decision := ranks.share(decision), str):
+        raise ConfigError(decision)
+    statuses = {c.id: CellStatus(c.id, "skipped" if c.id in decision else "pending") for c in cells}
+    others = other_cells(output, config, statuses) if ranks.is_main else []
+    report = GridReport(output, [statuses[c.id] for c in cells], others=others)
+    if decision:
+        log(f"{len(decision)} of {len(cells)} cells already done in {output}; skipping them")
+
+    def record() -> None:
+        if ranks.is_main:
+            write_grid_file(output, config, limit, report)
+
+    record()
+
+    pending = [c for c in cells if statuses[c.id].status == "pending"]
+    started = time.monotonic()
+    for model, model_cells in _group_by_model(pending):
+        lm, error = None, None
+        try:
+            pretrained = model.pretrained if model.tiny_seed is None else _tiny_checkpoint(output, model, ranks)
+            log(f"loading {model.name} ({model.family}: {pretrained})")
+            import model_wrappers
+
+            lm = model_wrappers.load_model(model.family, pretrained, **model.model_args)
+        except Exception as load_error:  # every cell of this model fails with the load error
+            error = load_error
+        if ranks.first_error(None if error is None else f"{type(error).__name__}: {error}") is not None:
+            for cell in model_cells:
+                _fail(statuses[cell.id], error or RuntimeError("the model failed to load on another rank"), 0.0, log)
+            record()
+            continue
+        for cell in model_cells:
+            position = sum(s.status in ("done", "failed") for s in report.statuses) + 1
+            log(f"cell {position}/{len(pending)}: {cell.id}{_eta(report, started, len(pending))}")
+            t0 = time.monotonic()
+            try:
+                _run_cell(lm, cell, output, pretrained, limit, task_manager, verbosity, on_cell_start, ranks)
+                statuses[cell.id].status = "done"
+                statuses[cell.id].seconds = round(time.monotonic() - t0, 3)
+                log(f"done {cell.id} in {statuses[cell.id].seconds:.1f} s")
+            except Exception as error:
+                _fail(statuses[cell.id], error, time.monotonic() - t0, log)
+                if ranks.world_size > 1:  # the other ranks wait in the evaluator's collectives: stop them all
+                    record()
+                    raise
+            record()
+        del lm
+        _free_memory()
+    if report.failed:
+        failed = ", ".join(s.cell for s in report.failed)
+        log(f"{len(report.failed)} cell(s) failed: {failed} (details in {output / GRID_FILE})")
+    return report
+
+
+def _done_cells(output: Path, cells: list[Cell], limit: int | None) -> list[str] | str:
+    """The ids of the cells already done under ``output``, or why the folder cannot be resumed."""
+    done = []
+    for cell in cells:
+        stored = read_done(cell_dir(output, cell))
+        if stored is None:
+            continue
+        expected = cell.record(limit)
+        if stored.get("spec") != expected:
+            changes = "; ".join(differences(stored.get("spec"), expected))
+            return (
+                f"{cell_dir(output, cell)} holds results of another setup ({changes}); "
+                f"use a fresh --output folder or delete that cell's folder"
+            )
+        done.append(cell.id)
+    return done
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0: rank 0 reports for the grid."""
+
+
+def lmms_eval_model(cell: Cell, pretrained: str) -> tuple[str, str]:
+    """The ``--model`` and ``--model_args`` that replay this cell with the ``lmms_eval`` command."""
+    args = {"pretrained": pretrained, **cell.model.model_args, **cell.condition.params}
+    if args.get("layers") is not None:  # model_args items are comma-separated: layer lists use "+" there
+        args["layers"] = str(args["layers"]).replace(",", "+")
+    return f"{cell.model.family}_{cell.condition.name}", ",".join(f"{k}={v}" for k, v in args.items() if v is not None)
+
+
+def _run_cell(
+    lm, cell: Cell, output: Path, pretrained: str, limit, task_manager, verbosity: str, on_cell_start, ranks
+) -> None:
+    """Evaluate one cell into a partial folder, then move it into place and write its marker last (rank 0;
+    the other ranks evaluate their share of the documents)."""
+    from lmms_eval import evaluator
+    from lmms_eval.loggers import EvaluationTracker
+    from lmms_eval.utils import get_datetime_str
+
+    final = cell_dir(output, cell)
+    partial = final.with_name(final.name + PARTIAL_SUFFIX)
+    if ranks.is_main:
+        for stale in (partial, final):  # an unfinished cell is redone from scratch
+            shutil.rmtree(stale, ignore_errors=True)
+        partial.mkdir(parents=True)
+    lm.set_condition(cell.condition.make())
+    if on_cell_start is not None and ranks.is_main:
+        on_cell_start(cell, partial)
+
+    model_name, model_args = lmms_eval_model(cell, pretrained)
+    tracker = EvaluationTracker(output_path=str(partial))
+    datetime_str = get_datetime_str()
+    # Caption tasks write their submission files under cli_args.output_path; the rest mirrors the CLI.
+    cli_args = argparse.Namespace(
+        output_path=str(partial), process_with_media=False, model=model_name, tasks=cell.task, limit=limit
+    )
+    results = evaluator.simple_evaluate(
+        model=lm,
+        model_args=model_args,
+        tasks=[cell.task],
+        task_manager=task_manager,
+        limit=limit,
+        log_samples=True,
+        evaluation_tracker=tracker,
+        verbosity=verbosity,
+        datetime_str=datetime_str,
+        cli_args=cli_args,
+        # as lmms-eval's own CLI chooses: the process group of a torchrun launch, or accelerate's
+        distributed_executor_backend="torchrun" if ranks.world_size > 1 else "accelerate",
+    )
+    if not ranks.is_main:
+        return  # rank 0 gathered this rank's documents and writes the cell
+    if results is None or cell.task not in results.get("results", {}):
+        raise RuntimeError(f"lmms-eval returned no results for task {cell.task!r}")
+    samples = results.pop("samples")
+    tracker.save_results_aggregated(results=results, samples=samples, datetime_str=datetime_str)
+    tracker.save_results_samples(task_name=cell.task, samples=samples[cell.task])
+    # lmms-eval's savers log and swallow write errors; a cell is done only if both files are there.
+    results_file = _one(partial.glob("*/*_results.json"), partial, "results json")
+    samples_file = _one(partial.glob(f"*/*_samples_{cell.task}.jsonl"), partial, "samples jsonl")
+    os.replace(partial, final)
+    write_json_atomic(
+        final / CELL_FILE,
+        {
+            "spec": cell.record(limit),
+            "order": list(cell.order),
+            "results": str(results_file.relative_to(partial)),
+            "samples": str(samples_file.relative_to(partial)),
+            "pretrained_path": pretrained,
+            "lmms_eval": {"model": model_name, "model_args": model_args},  # the same cell from the command line
+        },
+    )
+
+
+def _one(paths: Iterable[Path], folder: Path, what: str) -> Path:
+    found = list(paths)
+    if len(found) != 1:
+        raise RuntimeError(f"expected one {what} in {folder}, found {len(found)}: {[str(p) for p in found]}")
+    return found[0]
+
+
+def _task_manager(config: GridConfig, verbosity: str):
+    """lmms-eval's index of narrowgate's tasks only; fails before any model loads if a task is unknown."""
+    from lmms_eval.tasks import TaskManager
+
+    manager = TaskManager(verbosity, include_path=tasks_dir(), include_defaults=False)
+    unknown = [t for t in config.tasks if t not in manager.all_subtasks]
+    if unknown:
+        raise ConfigError(
+            f"{config.path}: tasks: unknown task(s) {', '.join(unknown)}; narrowgate tasks: "
+            f"{', '.join(manager.all_subtasks)}"
+        )
+    return manager
+
+
+def _group_by_model(cells: list[Cell]) -> list[tuple[ModelSpec, list[Cell]]]:
+    groups: dict[str, tuple[ModelSpec, list[Cell]]] = {}
+    for cell in cells:
+        groups.setdefault(cell.model.name, (cell.model, []))[1].append(cell)
+    return list(groups.values())
+
+
+def _fail(status: CellStatus, error: BaseException, seconds: float, log) -> None:
+    status.status = "failed"
+    status.seconds = round(seconds, 3)
+    shown = plain_error(error)
+    status.error = f"{type(shown).__name__}: {shown}"
+    status.traceback = traceback.format_exc()
+    log(f"FAILED {status.cell}: {status.error}")
+
+
+def _eta(report: GridReport, started: float, total: int) -> str:
+    finished = sum(s.status in ("done", "failed") for s in report.statuses)
+    if not finished:
+        return ""
+    remaining = (time.monotonic() - started) / finished * (total - finished)
+    return f" (about {remaining / 60:.1f} min left)" if remaining >= 60 else f" (about {remaining:.0f} s left)"
+
+
+def _free_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
