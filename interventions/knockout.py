@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 
 import torch
@@ -32,7 +33,7 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_
 
 from .conditions import Condition
 from .layouts import Layout
-from .session import FAST, REFERENCE, Forward, session_for
+from .session import FAST, REFERENCE, Forward, PerDevice, session_for
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ class Knockouts:
         self.reset()
 
     def reset(self) -> None:
-        self.chunks: tuple[_Chunk, ...] | None = None
-        self.blocked: torch.Tensor | None = None
+        # device -> this forward's chunks (fast path) or dense (B, 1, q, kv) cut edges (reference)
+        self.on: PerDevice | None = None
         self.forward: Forward | None = None
 
     def _start(self, rule: _Rule) -> int:
@@ -100,55 +101,55 @@ class Knockouts:
                 f"{self.prompt_length}; compute the layouts from the very input_ids the model receives"
             )
         self.forward = forward
-        if not self.rules:
-            return
-        if self.reference:
-            self.blocked = self._dense(forward)
-        else:
-            self.chunks = self._chunks(forward, mask)
+        if self.rules:
+            self.on = PerDevice(partial(self._dense if self.reference else self._chunks, forward, mask))
 
-    def _local_keys(self, rule: _Rule, forward: Forward) -> torch.Tensor:
+    @staticmethod
+    def _local_keys(rule: _Rule, forward: Forward, device: torch.device) -> torch.Tensor:
         keys = rule.keys - forward.kv_offset
-        return keys[(keys >= 0) & (keys < forward.kv_length)].to(forward.device)
+        return keys[(keys >= 0) & (keys < forward.kv_length)].to(device)
 
-    def _dense(self, forward: Forward) -> torch.Tensor:
+    def _dense(self, forward: Forward, mask: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         """(B, 1, q, kv) bool, True where the edge is cut: the reference's exact (Q, K) sets."""
-        blocked = torch.zeros(forward.batch, 1, forward.q_length, forward.kv_length, dtype=torch.bool, device=forward.device)
+        blocked = torch.zeros(forward.batch, 1, forward.q_length, forward.kv_length, dtype=torch.bool, device=device)
         for rule in self.rules:
             first = max(rule.first_query - forward.q_offset, 0)
             if first < forward.q_length:
-                blocked[rule.row, 0, first:].index_fill_(-1, self._local_keys(rule, forward), True)
+                blocked[rule.row, 0, first:].index_fill_(-1, self._local_keys(rule, forward, device), True)
         return blocked
 
-    def _chunks(self, forward: Forward, mask: torch.Tensor | None) -> tuple[_Chunk, ...]:
+    def _chunks(self, forward: Forward, mask: torch.Tensor | None, device: torch.device) -> tuple[_Chunk, ...]:
+        mask = None if mask is None else mask.to(device)
         starts = [self._start(rule) - forward.q_offset for rule in self.rules]
         bounds = sorted({0, forward.q_length, *(s for s in starts if 0 < s < forward.q_length)})
         chunks = []
         for lo, hi in pairwise(bounds):
             active = [rule for rule, s in zip(self.rules, starts) if s <= lo]
             if not active:
-                chunks.append(_Chunk(lo, hi, None, self._rows_mask(forward, mask, lo, hi, explicit=False)))
+                chunks.append(_Chunk(lo, hi, None, self._rows_mask(forward, mask, lo, hi, False, device)))
                 continue
-            blocked = torch.zeros(forward.batch, forward.kv_length, dtype=torch.bool, device=forward.device)
+            blocked = torch.zeros(forward.batch, forward.kv_length, dtype=torch.bool, device=device)
             for rule in active:
-                blocked[rule.row].index_fill_(0, self._local_keys(rule, forward), True)
+                blocked[rule.row].index_fill_(0, self._local_keys(rule, forward, device), True)
             if self.mask_semantics:
-                rows_mask = self._rows_mask(forward, mask, lo, hi, explicit=True) & ~blocked[:, None, None, :]
+                rows_mask = self._rows_mask(forward, mask, lo, hi, True, device) & ~blocked[:, None, None, :]
                 chunks.append(_Chunk(lo, hi, blocked[:, None, :, None], rows_mask))
             else:
-                chunks.append(_Chunk(lo, hi, blocked[:, None, :, None], self._rows_mask(forward, mask, lo, hi, explicit=False)))
+                chunks.append(_Chunk(lo, hi, blocked[:, None, :, None], self._rows_mask(forward, mask, lo, hi, False, device)))
         return tuple(chunks)
 
     @staticmethod
-    def _rows_mask(forward: Forward, mask: torch.Tensor | None, lo: int, hi: int, explicit: bool) -> torch.Tensor | None:
+    def _rows_mask(
+        forward: Forward, mask: torch.Tensor | None, lo: int, hi: int, explicit: bool, device: torch.device
+    ) -> torch.Tensor | None:
         """The stock SDPA mask restricted to query rows [lo, hi); None keeps SDPA's causal kernel, which
         is only right for rows that start at 0 (upper-left alignment) or a single decoding query."""
         if mask is not None:
             return mask if (lo, hi) == (0, forward.q_length) else mask[:, :, lo:hi]
         if not explicit and (forward.q_length == 1 or (lo == 0 and hi > 1)):
             return None
-        queries = forward.q_offset + torch.arange(lo, hi, device=forward.device)
-        keys = forward.kv_offset + torch.arange(forward.kv_length, device=forward.device)
+        queries = forward.q_offset + torch.arange(lo, hi, device=device)
+        keys = forward.kv_offset + torch.arange(forward.kv_length, device=device)
         return (keys[None, :] <= queries[:, None])[None, None]
 
     def _check(self, query: torch.Tensor, key: torch.Tensor) -> None:
@@ -168,9 +169,10 @@ class Knockouts:
         if module.layer_idx not in self.layers or not self.rules:
             return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
         self._check(query, key)
+        chunks = self.on(query.device)
         outputs = []
-        for chunk in self.chunks:
-            rows = query if len(self.chunks) == 1 else query[:, :, chunk.start:chunk.stop]
+        for chunk in chunks:
+            rows = query if len(chunks) == 1 else query[:, :, chunk.start:chunk.stop]
             if chunk.blocked is None or self.mask_semantics:
                 outputs.append(sdpa_attention_forward(module, rows, key, value, chunk.mask, **kwargs)[0])
             elif rows.shape[2] == 1:
@@ -184,7 +186,7 @@ class Knockouts:
         blocked = None
         if module.layer_idx in self.layers and self.rules:
             self._check(query, key)
-            blocked = self.blocked
+            blocked = self.on(query.device)
         groups = query.shape[1] // key.shape[1]
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
         scaling = query.shape[-1] ** -0.5 if scaling is None else scaling

@@ -10,10 +10,11 @@ Unbinding restores the config's attention implementation and removes every hook.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 
@@ -28,7 +29,8 @@ _SESSIONS: dict[int, Session] = {}
 @dataclass(frozen=True)
 class Forward:
     """One forward of the language model: queries sit at KV positions q_offset + [0, q_length), keys at
-    kv_offset + [0, kv_length) (with a static cache, kv_length is the cache size)."""
+    kv_offset + [0, kv_length) (with a static cache, kv_length is the cache size). ``device`` is where
+    the mask function built the mask (the embeddings' device); layers may run elsewhere (``PerDevice``)."""
 
     batch: int
     q_offset: int
@@ -36,6 +38,24 @@ class Forward:
     kv_offset: int
     kv_length: int
     device: torch.device
+
+
+class PerDevice:
+    """Tensors of one forward, built on first use on each device that asks and then reused.
+
+    A model spread by ``device_map`` runs its decoder layers on several devices, and every tensor a
+    layer uses must live on that layer's device; building them once per device and forward (not per
+    layer or decoding step, not by copying at every call) keeps the bookkeeping off the hot path.
+    """
+
+    def __init__(self, build: Callable[[torch.device], Any]):
+        self._build = build
+        self.built: dict[torch.device, Any] = {}
+
+    def __call__(self, device: torch.device) -> Any:
+        if device not in self.built:
+            self.built[device] = self._build(device)
+        return self.built[device]
 
 
 def language_model(model: torch.nn.Module) -> torch.nn.Module:
