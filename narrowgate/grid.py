@@ -524,11 +524,13 @@ def _run_cell(
     for stale in (partial, final):  # an unfinished cell is redone from scratch
         shutil.rmtree(stale, ignore_errors=True)
     partial.mkdir(parents=True)
-    lm.set_condition(cell.condition.make())
+    condition = cell.condition.make()
+    lm.set_condition(condition)
     if on_cell_start is not None:
         on_cell_start(cell, partial)
 
-    condition_args = ",".join(f"{k}={v}" for k, v in cell.condition.params.items())
+    # canonical options (layer lists joined by "+"), so that the recorded string replays through --model_args
+    condition_args = ",".join(f"{k}={v}" for k, v in condition.to_dict().items() if k != "name" and v is not None)
     model_args = f"pretrained={pretrained},family={cell.model.family},condition={cell.condition.name}"
     model_args += f",{condition_args}" if condition_args else ""
     tracker = EvaluationTracker(output_path=str(partial))
