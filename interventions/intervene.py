@@ -11,24 +11,32 @@ from .conditions import Condition, make_condition
 from .gate import GateRandomizer, attach_edit
 from .knockout import Knockouts
 from .layouts import Layout, batch_layouts
-from .session import bound
+from .session import REFERENCE, bound, configured_attention
 
 
 @contextmanager
 def intervene(
-    model: torch.nn.Module, condition: Condition | str, layouts: Sequence[Layout], *, reference: bool = False
+    model: torch.nn.Module,
+    condition: Condition | str,
+    layouts: Sequence[Layout],
+    *,
+    reference: bool | None = None,
 ) -> Iterator[None]:
     """Run ``model`` under ``condition`` for the batch described by ``layouts`` (one per row).
 
     Holds for ``model(...)`` and ``model.generate(...)``, for the prompt and every generated token,
-    with dynamic or static caches. ``reference=True`` uses the eager reference implementation
-    (post-softmax edits; attention probabilities available with ``output_attentions=True``).
+    with dynamic or static caches. The model's own attention implementation is honoured (``reference``
+    None): a model loaded with ``attn_implementation="eager"`` runs the eager reference (post-softmax
+    edits; attention probabilities available with ``output_attentions=True``), ``"sdpa"`` the fast
+    path, anything else is an error. ``reference=True``/``False`` chooses explicitly.
     On exit the model is restored exactly (attention implementation, hooks). One condition at a time;
     ``patch_gate`` and ``record_gate`` compose with it.
     """
     if isinstance(condition, str):
         condition = make_condition(condition)
     layouts = batch_layouts(layouts)
+    if reference is None:
+        reference = configured_attention(model) == REFERENCE
     if condition.name != "baseline":
         empty = [layout.row for layout in layouts if not layout.spans]
         if empty:

@@ -23,6 +23,9 @@ import torch
 FAST = "narrowgate"
 REFERENCE = "narrowgate_eager"
 
+# What each attention implementation a user may load the model with runs under an intervention.
+HONOURED = {"sdpa": FAST, "eager": REFERENCE}
+
 _SESSIONS: dict[int, Session] = {}
 
 
@@ -71,6 +74,26 @@ def language_model(model: torch.nn.Module) -> torch.nn.Module:
     return decoder
 
 
+def engine_attention(implementation: str | None) -> str:
+    """The engine path that honours a language model's configured attention implementation: ``sdpa``
+    (transformers' default, also for None) runs the fast path, ``eager`` the post-softmax reference (the
+    authors' method). Anything else (flash attention, flex) is an error rather than a silent switch."""
+    implementation = implementation or "sdpa"
+    if implementation not in HONOURED:
+        raise ValueError(
+            f"the language model runs attn_implementation={implementation!r}, which narrowgate cannot intervene on; "
+            f"load it with attn_implementation='sdpa' (the exact fast path) or 'eager' (the post-softmax reference)"
+        )
+    return HONOURED[implementation]
+
+
+def configured_attention(model: torch.nn.Module) -> str:
+    """``engine_attention`` of ``model``'s language model as loaded (also while a session is bound)."""
+    config = language_model(model).config
+    session = _SESSIONS.get(id(config))
+    return engine_attention(session.saved_implementation if session else config._attn_implementation_internal)
+
+
 class Session:
     """Everything narrowgate has bound to one language model.
 
@@ -88,7 +111,7 @@ class Session:
         self.edits: list = []
         self.forward: Forward | None = None
         self.users = 0
-        self._saved_implementation = self.config._attn_implementation_internal
+        self.saved_implementation = self.config._attn_implementation_internal
         self._mask = None
         self._hooks = [decoder.register_forward_pre_hook(self._reset, with_kwargs=True)]
         self._hooks += [
@@ -104,7 +127,7 @@ class Session:
     def close(self) -> None:
         for hook in self._hooks:
             hook.remove()
-        self.config._attn_implementation_internal = self._saved_implementation
+        self.config._attn_implementation_internal = self.saved_implementation
         del _SESSIONS[id(self.config)]
 
     def begin(self, forward: Forward, mask) -> None:

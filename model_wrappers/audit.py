@@ -20,6 +20,12 @@ KNOCKOUT_SEMANTICS = {
     "mask": "mask: cut edges masked with -inf before the softmax; rows renormalise",
 }
 
+# The attention each sample ran, keyed by the engine path (interventions.session.FAST / REFERENCE).
+ATTENTION = {
+    "narrowgate": "sdpa: narrowgate's fast path (SDPA; zero = the cut keys' values removed from the affected rows, exact)",
+    "narrowgate_eager": "eager: narrowgate's post-softmax reference (probabilities edited after the softmax, the authors' method)",
+}
+
 
 def attach(request: Any, audit: dict[str, Any]) -> None:
     """Append ``audit`` to an lmms-eval Instance's arguments, replacing one attached before (repeats)."""
