@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 from accelerate.hooks import AlignDevicesHook, add_hook_to_module
-from tiny_cases import load, same_size_pair
+from tiny_cases import CONDITION_CASES, load, same_size_pair
 
 from interventions import CONDITIONS, intervene, make_condition, patch_gate, record_gate
 from interventions.session import language_model, session_for
@@ -57,12 +57,6 @@ def prefill_and_step(model, inputs):
     assert model(**step, cache=out.past_key_values, use_cache=True).logits.device == META
 
 
-def cases():
-    for name, definition in CONDITIONS.items():
-        for knockout in ("zero", "mask") if "knockout" in definition.options else ("zero",):
-            yield name, knockout
-
-
 @pytest.mark.parametrize("first", [0, 1], ids=["layers_0+_on_meta", "layer_1_on_meta"])
 @pytest.mark.parametrize("reference", [False, True], ids=["fast", "reference"])
 @pytest.mark.parametrize("family", ["chameleon", "emu3", "llava"])
@@ -70,7 +64,7 @@ def test_every_condition_runs_on_a_split_model(split, family, reference, first):
     model, inputs, layouts = split(family, first)
     session = None
     with torch.no_grad():
-        for name, knockout in cases():
+        for name, knockout in CONDITION_CASES:
             condition = make_condition(name, knockout=knockout, k=3)
             with intervene(model, condition, layouts, reference=reference):
                 prefill_and_step(model, inputs)

@@ -8,13 +8,20 @@ from typing import Any
 
 import torch
 
-from interventions import FamilyIds, family_spec, find_layouts
+from interventions import CONDITIONS, FamilyIds, family_spec, find_layouts
 
 # Row 0 opens with the image, row 1 has text before it and is shorter, so a batch is left-padded and
 # its rows' gates sit at different positions.
 PROMPTS = ("{image}what color is the shape ?", "describe {image} in one word")
 
 _LOADED: dict[tuple[str, torch.dtype], Tiny] = {}
+
+# (condition, knockout) for every condition: both semantics where the condition cuts attention edges.
+CONDITION_CASES = [
+    (name, knockout)
+    for name, definition in CONDITIONS.items()
+    for knockout in (("zero", "mask") if "knockout" in definition.options else ("zero",))
+]
 
 
 @dataclass
