@@ -17,6 +17,9 @@ forward's KV positions to the bound Session:
 - ``narrowgate_eager`` (reference): eager attention with the probabilities zeroed after the softmax
   (``zero``) or the scores set to -inf before it (``mask``); returns the probabilities, so it serves
   ``output_attentions`` and the tests.
+
+The per-forward tensors (cut-key masks, chunk masks) are built lazily for the device of the layer that
+asks (``PerDevice``), once per device and forward, so a model spread by ``device_map`` works.
 """
 
 from __future__ import annotations
