@@ -7,8 +7,9 @@ also loaded whole on ``cuda:0``. Under every condition (both knockout semantics,
 reference) it compares the prompt logits and a greedy generation between the two, and prints the
 largest difference. Exit status 1 if any differs beyond float32 noise, 0 otherwise; without CUDA it
 says so and exits 0 (``tests/test_devices.py`` covers the device bookkeeping on a CPU-only machine).
+``--device cpu`` puts both halves on the CPU: it checks this script's mechanics, not a split.
 
-    python benchmarks/device_split.py [--families chameleon,emu3] [--new-tokens 6]
+    python benchmarks/device_split.py [--families chameleon,emu3] [--new-tokens 6] [--device cuda:0]
 """
 
 from __future__ import annotations
@@ -25,19 +26,19 @@ import torch
 LOGITS_TOLERANCE = 1e-4  # float32, CPU vs GPU kernels on a 2-layer model
 
 
-def split_map(model, cpu_from: int) -> dict[str, int | str]:
-    """A device_map with decoder layers ``cpu_from``.. on the CPU and every other module on cuda:0."""
+def split_map(model, cpu_from: int, device: str) -> dict[str, str]:
+    """A device_map with decoder layers ``cpu_from``.. on the CPU and every other module on ``device``."""
     from interventions.session import language_model
 
     layers = language_model(model).layers
     layers_name = next(name for name, module in model.named_modules() if module is layers)
-    device_map: dict[str, int | str] = {}
+    device_map: dict[str, str] = {}
     module, prefix = model, ""
     for part in layers_name.split("."):
-        device_map.update({prefix + name: 0 for name, _ in module.named_children() if name != part})
-        device_map.update({prefix + name: 0 for name, _ in module.named_parameters(recurse=False)})
+        device_map.update({prefix + name: device for name, _ in module.named_children() if name != part})
+        device_map.update({prefix + name: device for name, _ in module.named_parameters(recurse=False)})
         module, prefix = getattr(module, part), prefix + part + "."
-    device_map.update({f"{layers_name}.{i}": (0 if i < cpu_from else "cpu") for i in range(len(layers))})
+    device_map.update({f"{layers_name}.{i}": (device if i < cpu_from else "cpu") for i in range(len(layers))})
     return device_map
 
 
@@ -52,7 +53,7 @@ def images():
     return out
 
 
-def inputs_for(family: str, processor, dtype) -> dict:
+def inputs_for(family: str, processor, dtype, device: str) -> dict:
     from interventions import family_spec
 
     placeholder = family_spec(family).placeholder
@@ -60,7 +61,7 @@ def inputs_for(family: str, processor, dtype) -> dict:
     inputs = dict(processor(text=texts, images=images(), padding=True, return_tensors="pt"))
     if torch.is_floating_point(inputs["pixel_values"]):
         inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
-    return {name: value.to("cuda:0") for name, value in inputs.items()}
+    return {name: value.to(device) for name, value in inputs.items()}
 
 
 def run(model, condition, inputs, layouts, reference: bool, suppress: list[int], pad: int, new_tokens: int):
@@ -75,7 +76,7 @@ def run(model, condition, inputs, layouts, reference: bool, suppress: list[int],
     return logits, out.sequences[:, -new_tokens:].cpu(), torch.stack(out.logits, 1).float().cpu()
 
 
-def compare(family: str, new_tokens: int) -> bool:
+def compare(family: str, new_tokens: int, device: str) -> bool:
     import transformers
 
     from interventions import CONDITIONS, family_spec, find_layouts, make_condition
@@ -86,13 +87,13 @@ def compare(family: str, new_tokens: int) -> bool:
     with tempfile.TemporaryDirectory() as folder:
         path = save(family, folder)
         processor = transformers.AutoProcessor.from_pretrained(path)
-        whole = model_class.from_pretrained(path, dtype=torch.float32, device_map={"": 0}).eval()
+        whole = model_class.from_pretrained(path, dtype=torch.float32, device_map={"": device}).eval()
         cpu_from = whole.config.get_text_config().num_hidden_layers // 2
-        device_map = split_map(model_class.from_pretrained(path, dtype=torch.float32), cpu_from)
+        device_map = split_map(model_class.from_pretrained(path, dtype=torch.float32), cpu_from, device)
         split = model_class.from_pretrained(path, dtype=torch.float32, device_map=device_map).eval()
     devices = sorted({str(p.device) for p in split.parameters()})
     ids = spec.token_ids(processor.tokenizer)
-    inputs = inputs_for(family, processor, torch.float32)
+    inputs = inputs_for(family, processor, torch.float32, device)
     layouts = find_layouts(inputs["input_ids"], inputs["attention_mask"], ids)
     suppress = list(ids.image + ids.start + ids.gate)
     ok = True
@@ -127,12 +128,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", default=",".join(TINY_FAMILIES))
     parser.add_argument("--new-tokens", type=int, default=6)
+    parser.add_argument("--device", default="cuda:0", help="where everything but the later decoder layers goes")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("device_split: needs CUDA (a model split between cuda:0 and the cpu); skipped. "
               "tests/test_devices.py checks the device bookkeeping without a GPU.")  # fmt: skip
         return 0
-    results = {family: compare(family, args.new_tokens) for family in args.families.split(",")}
+    results = {family: compare(family, args.new_tokens, args.device) for family in args.families.split(",")}
     failed = [family for family, ok in results.items() if not ok]
     print("all conditions agree between the split and the one-device model" if not failed else f"FAILED: {', '.join(failed)}")
     return 1 if failed else 0
