@@ -529,10 +529,11 @@ def _run_cell(
     if on_cell_start is not None:
         on_cell_start(cell, partial)
 
-    # canonical options (layer lists joined by "+"), so that the recorded string replays through --model_args
-    condition_args = ",".join(f"{k}={v}" for k, v in condition.to_dict().items() if k != "name" and v is not None)
-    model_args = f"pretrained={pretrained},family={cell.model.family},condition={cell.condition.name}"
-    model_args += f",{condition_args}" if condition_args else ""
+    # What `--model <family>_<condition> --model_args ...` needs to replay the cell: the model's own
+    # arguments and the condition's canonical options (layer lists joined by "+", not split on commas).
+    options = {k: v for k, v in condition.to_dict().items() if k != "name" and v is not None}
+    arguments = {"pretrained": pretrained, **cell.model.model_args, "condition": condition.name, **options}
+    model_args = ",".join(f"{k}={v}" for k, v in arguments.items())
     tracker = EvaluationTracker(output_path=str(partial))
     datetime_str = get_datetime_str()
     # Caption tasks write their submission files under cli_args.output_path; the rest mirrors the CLI.

@@ -246,6 +246,25 @@ def cell_outputs(output: Path, cell_id: str) -> tuple[dict, dict]:
     return metrics, samples
 
 
+def test_recorded_model_args_replay(reference, e2e_config):
+    """The model_args string in a cell's results json is what --model_args takes to rerun the cell."""
+    import inspect
+
+    from lmms_eval.utils import simple_parse_args_string
+
+    from interventions import make_condition
+    from model_wrappers.base import NarrowgateModel
+
+    valid = set(inspect.signature(NarrowgateModel.__init__).parameters) - {"self", "unknown"}
+    for cell in ("tiny-chameleon/gate_ablated/narrowgate_smoke_vqa", "tiny-llava/baseline/narrowgate_smoke_vqa"):
+        folder = reference / cell
+        record = json.loads((folder / "cell.json").read_text())
+        args = simple_parse_args_string(json.loads((folder / record["results"]).read_text())["config"]["model_args"])
+        assert set(args) <= valid and args["batch_size"] == 2, args
+        options = {k: args[k] for k in ("layers", "knockout", "k", "seed") if k in args}
+        assert make_condition(args["condition"], **options).name == cell.split("/")[1]
+
+
 def test_leaderboard_of_the_smoke_grid(reference, e2e_config):
     from narrowgate import leaderboard
 
