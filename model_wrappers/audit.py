@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from interventions.session import FAST, REFERENCE
+
 AUDIT_KEY = "narrowgate"
 
 KNOCKOUT_SEMANTICS = {
@@ -20,10 +22,10 @@ KNOCKOUT_SEMANTICS = {
     "mask": "mask: cut edges masked with -inf before the softmax; rows renormalise",
 }
 
-# The attention each sample ran, keyed by the engine path (interventions.session.FAST / REFERENCE).
+# The attention each sample ran, keyed by the engine path.
 ATTENTION = {
-    "narrowgate": "sdpa: narrowgate's fast path (SDPA; zero = the cut keys' values removed from the affected rows, exact)",
-    "narrowgate_eager": "eager: narrowgate's post-softmax reference (probabilities edited after the softmax, the authors' method)",
+    FAST: "sdpa: narrowgate's fast path (SDPA; zero = the cut keys' values removed from the affected rows, exact)",
+    REFERENCE: "eager: narrowgate's post-softmax reference (probabilities edited after the softmax, the authors' method)",
 }
 
 
