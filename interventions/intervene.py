@@ -11,7 +11,7 @@ from .conditions import Condition, make_condition
 from .gate import GateRandomizer, attach_edit
 from .knockout import Knockouts
 from .layouts import Layout, batch_layouts
-from .session import REFERENCE, bound, configured_attention
+from .session import bound
 
 
 @contextmanager
@@ -35,13 +35,12 @@ def intervene(
     if isinstance(condition, str):
         condition = make_condition(condition)
     layouts = batch_layouts(layouts)
-    if reference is None:
-        reference = configured_attention(model) == REFERENCE
     if condition.name != "baseline":
         empty = [layout.row for layout in layouts if not layout.spans]
         if empty:
             raise ValueError(f"condition {condition.name!r} needs an image in every row; rows {empty} have none")
     with bound(model) as session:
+        reference = session.default_reference if reference is None else reference
         if session.knockout is not None:
             raise RuntimeError(
                 f"a condition ({session.knockout.condition.name!r}) is already bound to this model; "
@@ -58,4 +57,4 @@ def intervene(
                 yield
         finally:
             session.knockout = None
-            session.use_reference(False)
+            session.use_reference(session.default_reference)

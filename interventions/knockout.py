@@ -185,29 +185,37 @@ class Knockouts:
                 outputs.append(sdpa_attention_forward(module, rows, key, values, chunk.mask, **kwargs)[0])
         return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), None
 
-    def reference_attention(self, module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    def reference_attention(self, module, query, key, value, attention_mask, **kwargs):
         blocked = None
         if module.layer_idx in self.layers and self.rules:
             self._check(query, key)
             blocked = self.on(query.device)
-        groups = query.shape[1] // key.shape[1]
-        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-        scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-        scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-        if attention_mask is not None:
-            scores = scores + attention_mask[:, :, :, : key.shape[-2]]
-        if blocked is not None and self.mask_semantics:
-            scores = scores.masked_fill(blocked, float("-inf"))
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-        if blocked is not None and not self.mask_semantics:
-            probs = probs.masked_fill(blocked, 0.0)
-        elif blocked is not None:
-            # A query whose every visible key is cut reads nothing, as SDPA does for an all-False row.
-            hidden = blocked if attention_mask is None else blocked | (attention_mask[:, :, :, : key.shape[-2]] < 0)
-            probs = probs.masked_fill(hidden.all(dim=-1, keepdim=True) & blocked.any(dim=-1, keepdim=True), 0.0)
-        dropped = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
-        output = torch.matmul(dropped, value).transpose(1, 2).contiguous()
-        return output, probs
+        return eager_attention(module, query, key, value, attention_mask, blocked, self.mask_semantics, **kwargs)
+
+
+def eager_attention(
+    module, query, key, value, attention_mask, blocked=None, mask_semantics=False, dropout=0.0, scaling=None, **kwargs
+):
+    """Eager attention; ``blocked`` (B, 1, q, kv), True where an edge is cut, is applied after the
+    softmax (zero) or before it (``mask_semantics``). Returns the output and the probabilities."""
+    groups = query.shape[1] // key.shape[1]
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask[:, :, :, : key.shape[-2]]
+    if blocked is not None and mask_semantics:
+        scores = scores.masked_fill(blocked, float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    if blocked is not None and not mask_semantics:
+        probs = probs.masked_fill(blocked, 0.0)
+    elif blocked is not None:
+        # A query whose every visible key is cut reads nothing, as SDPA does for an all-False row.
+        hidden = blocked if attention_mask is None else blocked | (attention_mask[:, :, :, : key.shape[-2]] < 0)
+        probs = probs.masked_fill(hidden.all(dim=-1, keepdim=True) & blocked.any(dim=-1, keepdim=True), 0.0)
+    dropped = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
+    output = torch.matmul(dropped, value).transpose(1, 2).contiguous()
+    return output, probs
 
 
 def _one_query_zero(module, query, key, value, chunk: _Chunk, dropout=0.0, scaling=None, **kwargs) -> torch.Tensor:
@@ -236,8 +244,8 @@ def _fast_attention(module, query, key, value, attention_mask, **kwargs):
 
 def _reference_attention(module, query, key, value, attention_mask, **kwargs):
     knockouts = session_for(module.config).knockout
-    if knockouts is None:
-        raise RuntimeError("narrowgate: the reference attention runs only inside intervene(..., reference=True)")
+    if knockouts is None:  # record_gate / patch_gate alone on a model loaded with eager attention
+        return eager_attention(module, query, key, value, attention_mask, **kwargs)
     return knockouts.reference_attention(module, query, key, value, attention_mask, **kwargs)
 
 

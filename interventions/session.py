@@ -97,6 +97,9 @@ def configured_attention(model: torch.nn.Module) -> str:
 class Session:
     """Everything narrowgate has bound to one language model.
 
+    The language model runs narrowgate's attention while bound: the fast path, or the eager reference
+    when the model was loaded with eager attention (``default_reference``) or ``intervene`` asks.
+
     knockout: the attention part (at most one; set by ``intervene``), with ``begin(forward, mask)``,
         ``reference`` and the attention functions' state. edits: hidden-state parts (gate
         randomisation, patching, recording), each with ``layers``, ``begin(forward)``, ``reset()`` and
@@ -112,13 +115,15 @@ class Session:
         self.forward: Forward | None = None
         self.users = 0
         self.saved_implementation = self.config._attn_implementation_internal
+        # the path that honours the implementation the model was loaded with (eager: the reference)
+        self.default_reference = engine_attention(self.saved_implementation) == REFERENCE
         self._mask = None
         self._hooks = [decoder.register_forward_pre_hook(self._reset, with_kwargs=True)]
         self._hooks += [
             layer.register_forward_pre_hook(partial(self._pre_layer, index), with_kwargs=True)
             for index, layer in enumerate(decoder.layers)
         ]
-        self.use_reference(False)
+        self.use_reference(self.default_reference)
         _SESSIONS[id(self.config)] = self
 
     def use_reference(self, reference: bool) -> None:

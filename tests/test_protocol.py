@@ -7,7 +7,7 @@ import pytest
 import torch
 from tiny_cases import load, same_size_pair
 
-from interventions import find_layouts, intervene, make_condition
+from interventions import find_layouts, intervene, make_condition, record_gate
 from narrowgate.tiny import TINY_FAMILIES
 from narrowgate_tasks import prompts
 
@@ -95,10 +95,16 @@ def test_eager_is_honoured(tiny_dir, images):
         model = type(tiny.model).from_pretrained(tiny_dir("chameleon"), attn_implementation=implementation).eval()
         with torch.no_grad(), intervene(model, condition, layouts):
             attentions = model(**inputs, output_attentions=True).attentions
-        if reference:
-            assert all((a[row, :, :, gate] == 0).all() for a in attentions for row, gate in enumerate(gates))
-        else:
-            assert all(a is None for a in attentions)
+        # the reference returns every layer's probabilities; SDPA returns none (transformers records nothing)
+        assert len(attentions) == (2 if reference else 0)
+        assert all((a[row, :, :, gate] == 0).all() for a in attentions for row, gate in enumerate(gates))
+        # recording or patching alone runs the same path, also after an intervene() block inside it
+        with torch.no_grad(), record_gate(model, layouts):
+            alone = model(**inputs, output_attentions=True).attentions
+            with intervene(model, condition, layouts):
+                pass
+            after = model(**inputs, output_attentions=True).attentions
+        assert len(alone) == len(after) == (2 if reference else 0)
     flash = type(tiny.model).from_pretrained(tiny_dir("chameleon"))
     flash.config.get_text_config()._attn_implementation_internal = "flash_attention_2"
     with pytest.raises(ValueError, match="attn_implementation='flash_attention_2', which narrowgate cannot intervene on"):
