@@ -30,15 +30,12 @@ def split(tiny_dir, images):
 
     def get(family, first=1):
         if (family, first) not in cache:
-            import transformers
-
             tiny = load(tiny_dir, family)
             model = type(tiny.model).from_pretrained(tiny_dir(family), dtype=torch.float32).eval()
             decoder = language_model(model)
             for module in (*decoder.layers[first:], decoder.norm, model.get_output_embeddings()):
                 module.to(META)
                 add_hook_to_module(module, AlignDevicesHook(execution_device=META))
-            assert isinstance(model, transformers.PreTrainedModel)
             inputs = tiny.inputs(same_size_pair(images))
             cache[family, first] = model, inputs, tiny.layouts(inputs)
         return cache[family, first]
