@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from .layouts import Layout
 
 KNOCKOUTS = ("zero", "mask")
+SEPARATOR = "+"  # between the items of a layer list: survives lmms-eval's comma-split --model_args
 OPTIONS = ("layers", "knockout", "k", "seed")
 
 
@@ -32,8 +33,8 @@ class Knockout:
 class Condition:
     """A named condition with its options; build it with ``make_condition``.
 
-    layers: None (every layer) or a canonical spec ("16-31", "3,5,7", "last:8"), resolved against the
-        model by ``layer_indices``. knockout: "zero" (post-softmax probabilities set to 0, rows not
+    layers: None (every layer) or a canonical spec ("16-31", "3+5+7", "0-3+8", "last:8"), resolved
+        against the model by ``layer_indices``. knockout: "zero" (post-softmax probabilities set to 0, rows not
         renormalised, as the paper) or "mask" (-inf before the softmax, rows renormalise).
         k: image tokens per image for random_image_ablated. seed: base seed of per-example choices.
     """
@@ -175,7 +176,10 @@ def make_condition(
 
 
 def canonical_layers(layers) -> str | None:
-    """Normalise a layer spec: None/"all", "16-31", "3,5,7", [3, 5], 5 or "last:8" (the last 8 layers)."""
+    """Normalise a layer spec: None/"all", "16-31", "3+5+7", "0-3+8", [3, 5], 5 or "last:8" (the last 8
+    layers). Items are joined by ``+`` because lmms-eval splits ``--model_args`` on commas; commas are
+    still accepted (Python, YAML), and the canonical form always uses ``+`` so that a recorded
+    ``layers=...`` model argument replays as it is."""
     if layers is None or layers == "all":
         return None
     if isinstance(layers, bool):
@@ -185,15 +189,15 @@ def canonical_layers(layers) -> str | None:
     if isinstance(layers, (list, tuple)):
         if not layers or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in layers):
             raise ValueError(f"layers must be a non-empty list of non-negative integers, got {layers!r}")
-        return ",".join(str(x) for x in sorted(set(layers)))
+        return _format(layers)
     if isinstance(layers, str):
-        spec = layers.replace(" ", "")
+        spec = layers.replace(" ", "").replace(",", SEPARATOR)
         try:
-            _parse(spec, None)
+            indices = _parse(spec, None)
         except ValueError as error:
             raise ValueError(f"invalid layers {layers!r}: {error}") from None
-        return spec
-    raise ValueError(f"invalid layers {layers!r}; use None, 'a-b', 'a,b,c', a list of ints or 'last:w'")
+        return spec if spec.startswith("last:") else _format(indices)
+    raise ValueError(f"invalid layers {layers!r}; use None, 'a-b', 'a+b+c', a list of ints or 'last:w'")
 
 
 def resolve_layers(layers: str | None, num_layers: int) -> tuple[int, ...]:
@@ -205,6 +209,17 @@ def resolve_layers(layers: str | None, num_layers: int) -> tuple[int, ...]:
     if out_of_range:
         raise ValueError(f"layers {layers!r}: the model has {num_layers} layers (0-{num_layers - 1}); got {out_of_range}")
     return indices
+
+
+def _format(indices) -> str:
+    """Sorted layer indices as ``+``-joined items, consecutive runs as ranges: [0, 1, 2, 3, 8] -> "0-3+8"."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return SEPARATOR.join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in runs)
 
 
 def _parse(spec: str, num_layers: int | None) -> tuple[int, ...]:
@@ -219,10 +234,10 @@ def _parse(spec: str, num_layers: int | None) -> tuple[int, ...]:
             raise ValueError(f"last:{width} but the model has only {num_layers} layers")
         return tuple(range(num_layers - int(width), num_layers))
     indices: list[int] = []
-    for part in spec.split(","):
+    for part in spec.split(SEPARATOR):
         lo, sep, hi = part.partition("-")
         if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError("use 'a-b', 'a,b,c' or 'last:w' with non-negative integers")
+            raise ValueError("use 'a-b', 'a+b+c' (items joined by '+', e.g. '0-3+8') or 'last:w' with non-negative integers")
         if sep and int(hi) < int(lo):
             raise ValueError(f"empty range {part!r}")
         indices.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])

@@ -18,9 +18,12 @@ class FamilySpec:
     image_tokens: tokens of the image run (placeholders; Pixtral's row breaks count as image tokens).
     start_tokens: tokens that open an image span; the tokens between the opener and the run (Emu3's
         ``h*w<|image token|>`` header) belong to the start. Empty when the family has no opener.
-    gate_tokens: the tokens right after the run that form the gate, in order. Empty means the gate
-        is the first token after the run (LLaVA-style families with no end-of-image token).
-    placeholder: what a prompt writes for one image; the family's processor expands it into the span.
+    gate_tokens: the tokens right after the run that form the gate, in order; any other token there
+        is an error. Empty means the gate is whatever token follows the run (LLaVA-1.5).
+    gate_is_text: the gate tokens are ordinary text tokens that also occur away from images
+        (LLaVA-OneVision's ``<|im_end|>`` closes every chat turn), so one elsewhere is not an error.
+    placeholder: what a prompt writes for one image (with the gate, where the prompt supplies it); the
+        family's processor expands it into the span.
     """
 
     name: str
@@ -29,6 +32,7 @@ class FamilySpec:
     image_tokens: tuple[str, ...]
     start_tokens: tuple[str, ...] = ()
     gate_tokens: tuple[str, ...] = ()
+    gate_is_text: bool = False
 
     def token_ids(self, tokenizer) -> "FamilyIds":
         """Resolve the spec's strings to ids with ``tokenizer``; an unknown token is an error."""
@@ -50,6 +54,7 @@ class FamilySpec:
             image=resolve(self.image_tokens),
             start=resolve(self.start_tokens),
             gate=resolve(self.gate_tokens),
+            gate_is_text=self.gate_is_text,
         )
 
 
@@ -61,6 +66,7 @@ class FamilyIds:
     image: tuple[int, ...]
     start: tuple[int, ...]
     gate: tuple[int, ...]
+    gate_is_text: bool = False
 
 
 FAMILIES: dict[str, FamilySpec] = {
@@ -88,11 +94,16 @@ FAMILIES: dict[str, FamilySpec] = {
             placeholder="<image>",
             image_tokens=("<image>",),
         ),
+        # No end-of-image token: the authors gave the image its own chat turn, so the turn's <|im_end|>
+        # follows the run and is the gate (PROTOCOL.md §2). Declared, so that a prompt that puts anything
+        # else after the image fails instead of moving the gate.
         FamilySpec(
             name="llava_onevision",
             model_class="LlavaOnevisionForConditionalGeneration",
-            placeholder="<image>",
+            placeholder="<image><|im_end|>",
             image_tokens=("<image>",),
+            gate_tokens=("<|im_end|>",),
+            gate_is_text=True,
         ),
         FamilySpec(
             name="pixtral",

@@ -16,7 +16,7 @@ import torch
 
 from .conditions import Condition, canonical_layers, example_seed, resolve_layers
 from .layouts import Layout, batch_layouts
-from .session import Forward, bound
+from .session import Forward, PerDevice, bound
 
 
 class _GatePart:
@@ -32,7 +32,8 @@ class _GatePart:
         self.reset()
 
     def reset(self) -> None:
-        self.located: tuple[torch.Tensor, torch.Tensor] | None = None
+        # device -> (rows, columns) of the gates in this forward; None when the forward holds no gate
+        self.located: PerDevice | None = None
 
     def begin(self, forward: Forward) -> None:
         if forward.batch != self.batch:
@@ -41,7 +42,7 @@ class _GatePart:
         inside = (columns >= 0) & (columns < forward.q_length)
         self.located = None
         if bool(inside.all()) and len(columns):
-            self.located = (self.rows.to(forward.device), columns.to(forward.device))
+            self.located = PerDevice(lambda device: (self.rows.to(device), columns.to(device)))
         elif bool(inside.any()):
             raise ValueError(
                 f"{self.what}: this forward (positions {forward.q_offset}-{forward.q_offset + forward.q_length - 1}) "
@@ -51,7 +52,7 @@ class _GatePart:
     def edit(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
         if self.located is None:
             return hidden
-        rows, columns = self.located
+        rows, columns = self.located(hidden.device)
         new = self.replacement(layer, hidden[rows, columns])
         if new is None:
             return hidden
@@ -76,11 +77,12 @@ class GateRandomizer(_GatePart):
                 generator = torch.Generator().manual_seed(example_seed(condition.seed, layout, index, "gate_randomized"))
                 directions.append(torch.randn(len(span.gate), hidden_size, generator=generator))
         stacked = torch.cat(directions) if directions else torch.zeros(0, hidden_size)
-        self.directions = stacked / stacked.norm(dim=-1, keepdim=True)
+        unit = stacked / stacked.norm(dim=-1, keepdim=True)
+        self.directions = PerDevice(unit.to)  # copied once to each device that has chosen layers
 
     def replacement(self, layer: int, current: torch.Tensor) -> torch.Tensor:
         norms = current.float().norm(dim=-1, keepdim=True)
-        return self.directions.to(current.device) * norms
+        return self.directions(current.device) * norms
 
 
 @dataclass
@@ -130,10 +132,10 @@ class _Patcher(_GatePart):
                 f"patch_gate: the source rows have {list(source)} gate positions but the target rows "
                 f"{list(self.counts)}; source and target need the same images per row"
             )
-        self.source = {layer: torch.cat(recording.states[layer]) for layer in layers}
+        self.source = {layer: PerDevice(torch.cat(recording.states[layer]).to) for layer in layers}
 
     def replacement(self, layer: int, current: torch.Tensor) -> torch.Tensor:
-        return self.source[layer].to(current.device)
+        return self.source[layer](current.device)
 
 
 @contextmanager

@@ -16,13 +16,19 @@ from .session import bound
 
 @contextmanager
 def intervene(
-    model: torch.nn.Module, condition: Condition | str, layouts: Sequence[Layout], *, reference: bool = False
+    model: torch.nn.Module,
+    condition: Condition | str,
+    layouts: Sequence[Layout],
+    *,
+    reference: bool | None = None,
 ) -> Iterator[None]:
     """Run ``model`` under ``condition`` for the batch described by ``layouts`` (one per row).
 
     Holds for ``model(...)`` and ``model.generate(...)``, for the prompt and every generated token,
-    with dynamic or static caches. ``reference=True`` uses the eager reference implementation
-    (post-softmax edits; attention probabilities available with ``output_attentions=True``).
+    with dynamic or static caches. The model's own attention implementation is honoured (``reference``
+    None): a model loaded with ``attn_implementation="eager"`` runs the eager reference (post-softmax
+    edits; attention probabilities available with ``output_attentions=True``), ``"sdpa"`` the fast
+    path, anything else is an error. ``reference=True``/``False`` chooses explicitly.
     On exit the model is restored exactly (attention implementation, hooks). One condition at a time;
     ``patch_gate`` and ``record_gate`` compose with it.
     """
@@ -34,6 +40,7 @@ def intervene(
         if empty:
             raise ValueError(f"condition {condition.name!r} needs an image in every row; rows {empty} have none")
     with bound(model) as session:
+        reference = session.default_reference if reference is None else reference
         if session.knockout is not None:
             raise RuntimeError(
                 f"a condition ({session.knockout.condition.name!r}) is already bound to this model; "
@@ -50,4 +57,4 @@ def intervene(
                 yield
         finally:
             session.knockout = None
-            session.use_reference(False)
+            session.use_reference(session.default_reference)

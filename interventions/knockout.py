@@ -17,12 +17,16 @@ forward's KV positions to the bound Session:
 - ``narrowgate_eager`` (reference): eager attention with the probabilities zeroed after the softmax
   (``zero``) or the scores set to -inf before it (``mask``); returns the probabilities, so it serves
   ``output_attentions`` and the tests.
+
+The per-forward tensors (cut-key masks, chunk masks) are built lazily for the device of the layer that
+asks (``PerDevice``), once per device and forward, so a model spread by ``device_map`` works.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 
 import torch
@@ -32,7 +36,7 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_
 
 from .conditions import Condition
 from .layouts import Layout
-from .session import FAST, REFERENCE, Forward, session_for
+from .session import FAST, REFERENCE, Forward, PerDevice, session_for
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,8 @@ class Knockouts:
         self.reset()
 
     def reset(self) -> None:
-        self.chunks: tuple[_Chunk, ...] | None = None
-        self.blocked: torch.Tensor | None = None
+        # device -> this forward's chunks (fast path) or dense (B, 1, q, kv) cut edges (reference)
+        self.on: PerDevice | None = None
         self.forward: Forward | None = None
 
     def _start(self, rule: _Rule) -> int:
@@ -100,55 +104,55 @@ class Knockouts:
                 f"{self.prompt_length}; compute the layouts from the very input_ids the model receives"
             )
         self.forward = forward
-        if not self.rules:
-            return
-        if self.reference:
-            self.blocked = self._dense(forward)
-        else:
-            self.chunks = self._chunks(forward, mask)
+        if self.rules:
+            self.on = PerDevice(partial(self._dense if self.reference else self._chunks, forward, mask))
 
-    def _local_keys(self, rule: _Rule, forward: Forward) -> torch.Tensor:
+    @staticmethod
+    def _local_keys(rule: _Rule, forward: Forward, device: torch.device) -> torch.Tensor:
         keys = rule.keys - forward.kv_offset
-        return keys[(keys >= 0) & (keys < forward.kv_length)].to(forward.device)
+        return keys[(keys >= 0) & (keys < forward.kv_length)].to(device)
 
-    def _dense(self, forward: Forward) -> torch.Tensor:
+    def _dense(self, forward: Forward, mask: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         """(B, 1, q, kv) bool, True where the edge is cut: the reference's exact (Q, K) sets."""
-        blocked = torch.zeros(forward.batch, 1, forward.q_length, forward.kv_length, dtype=torch.bool, device=forward.device)
+        blocked = torch.zeros(forward.batch, 1, forward.q_length, forward.kv_length, dtype=torch.bool, device=device)
         for rule in self.rules:
             first = max(rule.first_query - forward.q_offset, 0)
             if first < forward.q_length:
-                blocked[rule.row, 0, first:].index_fill_(-1, self._local_keys(rule, forward), True)
+                blocked[rule.row, 0, first:].index_fill_(-1, self._local_keys(rule, forward, device), True)
         return blocked
 
-    def _chunks(self, forward: Forward, mask: torch.Tensor | None) -> tuple[_Chunk, ...]:
+    def _chunks(self, forward: Forward, mask: torch.Tensor | None, device: torch.device) -> tuple[_Chunk, ...]:
+        mask = None if mask is None else mask.to(device)
         starts = [self._start(rule) - forward.q_offset for rule in self.rules]
         bounds = sorted({0, forward.q_length, *(s for s in starts if 0 < s < forward.q_length)})
         chunks = []
         for lo, hi in pairwise(bounds):
             active = [rule for rule, s in zip(self.rules, starts) if s <= lo]
             if not active:
-                chunks.append(_Chunk(lo, hi, None, self._rows_mask(forward, mask, lo, hi, explicit=False)))
+                chunks.append(_Chunk(lo, hi, None, self._rows_mask(forward, mask, lo, hi, False, device)))
                 continue
-            blocked = torch.zeros(forward.batch, forward.kv_length, dtype=torch.bool, device=forward.device)
+            blocked = torch.zeros(forward.batch, forward.kv_length, dtype=torch.bool, device=device)
             for rule in active:
-                blocked[rule.row].index_fill_(0, self._local_keys(rule, forward), True)
+                blocked[rule.row].index_fill_(0, self._local_keys(rule, forward, device), True)
             if self.mask_semantics:
-                rows_mask = self._rows_mask(forward, mask, lo, hi, explicit=True) & ~blocked[:, None, None, :]
+                rows_mask = self._rows_mask(forward, mask, lo, hi, True, device) & ~blocked[:, None, None, :]
                 chunks.append(_Chunk(lo, hi, blocked[:, None, :, None], rows_mask))
             else:
-                chunks.append(_Chunk(lo, hi, blocked[:, None, :, None], self._rows_mask(forward, mask, lo, hi, explicit=False)))
+                chunks.append(_Chunk(lo, hi, blocked[:, None, :, None], self._rows_mask(forward, mask, lo, hi, False, device)))
         return tuple(chunks)
 
     @staticmethod
-    def _rows_mask(forward: Forward, mask: torch.Tensor | None, lo: int, hi: int, explicit: bool) -> torch.Tensor | None:
+    def _rows_mask(
+        forward: Forward, mask: torch.Tensor | None, lo: int, hi: int, explicit: bool, device: torch.device
+    ) -> torch.Tensor | None:
         """The stock SDPA mask restricted to query rows [lo, hi); None keeps SDPA's causal kernel, which
         is only right for rows that start at 0 (upper-left alignment) or a single decoding query."""
         if mask is not None:
             return mask if (lo, hi) == (0, forward.q_length) else mask[:, :, lo:hi]
         if not explicit and (forward.q_length == 1 or (lo == 0 and hi > 1)):
             return None
-        queries = forward.q_offset + torch.arange(lo, hi, device=forward.device)
-        keys = forward.kv_offset + torch.arange(forward.kv_length, device=forward.device)
+        queries = forward.q_offset + torch.arange(lo, hi, device=device)
+        keys = forward.kv_offset + torch.arange(forward.kv_length, device=device)
         return (keys[None, :] <= queries[:, None])[None, None]
 
     def _check(self, query: torch.Tensor, key: torch.Tensor) -> None:
@@ -168,9 +172,10 @@ class Knockouts:
         if module.layer_idx not in self.layers or not self.rules:
             return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
         self._check(query, key)
+        chunks = self.on(query.device)
         outputs = []
-        for chunk in self.chunks:
-            rows = query if len(self.chunks) == 1 else query[:, :, chunk.start:chunk.stop]
+        for chunk in chunks:
+            rows = query if len(chunks) == 1 else query[:, :, chunk.start:chunk.stop]
             if chunk.blocked is None or self.mask_semantics:
                 outputs.append(sdpa_attention_forward(module, rows, key, value, chunk.mask, **kwargs)[0])
             elif rows.shape[2] == 1:
@@ -180,29 +185,37 @@ class Knockouts:
                 outputs.append(sdpa_attention_forward(module, rows, key, values, chunk.mask, **kwargs)[0])
         return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), None
 
-    def reference_attention(self, module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    def reference_attention(self, module, query, key, value, attention_mask, **kwargs):
         blocked = None
         if module.layer_idx in self.layers and self.rules:
             self._check(query, key)
-            blocked = self.blocked
-        groups = query.shape[1] // key.shape[1]
-        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-        scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-        scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-        if attention_mask is not None:
-            scores = scores + attention_mask[:, :, :, : key.shape[-2]]
-        if blocked is not None and self.mask_semantics:
-            scores = scores.masked_fill(blocked, float("-inf"))
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-        if blocked is not None and not self.mask_semantics:
-            probs = probs.masked_fill(blocked, 0.0)
-        elif blocked is not None:
-            # A query whose every visible key is cut reads nothing, as SDPA does for an all-False row.
-            hidden = blocked if attention_mask is None else blocked | (attention_mask[:, :, :, : key.shape[-2]] < 0)
-            probs = probs.masked_fill(hidden.all(dim=-1, keepdim=True) & blocked.any(dim=-1, keepdim=True), 0.0)
-        dropped = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
-        output = torch.matmul(dropped, value).transpose(1, 2).contiguous()
-        return output, probs
+            blocked = self.on(query.device)
+        return eager_attention(module, query, key, value, attention_mask, blocked, self.mask_semantics, **kwargs)
+
+
+def eager_attention(
+    module, query, key, value, attention_mask, blocked=None, mask_semantics=False, dropout=0.0, scaling=None, **kwargs
+):
+    """Eager attention; ``blocked`` (B, 1, q, kv), True where an edge is cut, is applied after the
+    softmax (zero) or before it (``mask_semantics``). Returns the output and the probabilities."""
+    groups = query.shape[1] // key.shape[1]
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask[:, :, :, : key.shape[-2]]
+    if blocked is not None and mask_semantics:
+        scores = scores.masked_fill(blocked, float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    if blocked is not None and not mask_semantics:
+        probs = probs.masked_fill(blocked, 0.0)
+    elif blocked is not None:
+        # A query whose every visible key is cut reads nothing, as SDPA does for an all-False row.
+        hidden = blocked if attention_mask is None else blocked | (attention_mask[:, :, :, : key.shape[-2]] < 0)
+        probs = probs.masked_fill(hidden.all(dim=-1, keepdim=True) & blocked.any(dim=-1, keepdim=True), 0.0)
+    dropped = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
+    output = torch.matmul(dropped, value).transpose(1, 2).contiguous()
+    return output, probs
 
 
 def _one_query_zero(module, query, key, value, chunk: _Chunk, dropout=0.0, scaling=None, **kwargs) -> torch.Tensor:
@@ -231,8 +244,8 @@ def _fast_attention(module, query, key, value, attention_mask, **kwargs):
 
 def _reference_attention(module, query, key, value, attention_mask, **kwargs):
     knockouts = session_for(module.config).knockout
-    if knockouts is None:
-        raise RuntimeError("narrowgate: the reference attention runs only inside intervene(..., reference=True)")
+    if knockouts is None:  # record_gate / patch_gate alone on a model loaded with eager attention
+        return eager_attention(module, query, key, value, attention_mask, **kwargs)
     return knockouts.reference_attention(module, query, key, value, attention_mask, **kwargs)
 
 

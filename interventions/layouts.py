@@ -126,7 +126,7 @@ def _row_layout(b: int, row: list[int], mask: list[int] | None, ids: FamilyIds) 
                 raise ValueError(f"row {b}: padding at position {pos} inside the row; only left padding is supported")
             break
         if row[pos] not in image:
-            if row[pos] in gate:
+            if row[pos] in gate and not ids.gate_is_text:
                 raise ValueError(f"{where(pos)}: gate token with no image run before it")
             pos += 1
             continue

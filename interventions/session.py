@@ -10,10 +10,11 @@ Unbinding restores the config's attention implementation and removes every hook.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 
@@ -22,13 +23,17 @@ import torch
 FAST = "narrowgate"
 REFERENCE = "narrowgate_eager"
 
+# What each attention implementation a user may load the model with runs under an intervention.
+HONOURED = {"sdpa": FAST, "eager": REFERENCE}
+
 _SESSIONS: dict[int, Session] = {}
 
 
 @dataclass(frozen=True)
 class Forward:
     """One forward of the language model: queries sit at KV positions q_offset + [0, q_length), keys at
-    kv_offset + [0, kv_length) (with a static cache, kv_length is the cache size)."""
+    kv_offset + [0, kv_length) (with a static cache, kv_length is the cache size). ``device`` is where
+    the mask function built the mask (the embeddings' device); layers may run elsewhere (``PerDevice``)."""
 
     batch: int
     q_offset: int
@@ -36,6 +41,24 @@ class Forward:
     kv_offset: int
     kv_length: int
     device: torch.device
+
+
+class PerDevice:
+    """Tensors of one forward, built on first use on each device that asks and then reused.
+
+    A model spread by ``device_map`` runs its decoder layers on several devices, and every tensor a
+    layer uses must live on that layer's device; building them once per device and forward (not per
+    layer or decoding step, not by copying at every call) keeps the bookkeeping off the hot path.
+    """
+
+    def __init__(self, build: Callable[[torch.device], Any]):
+        self._build = build
+        self.built: dict[torch.device, Any] = {}
+
+    def __call__(self, device: torch.device) -> Any:
+        if device not in self.built:
+            self.built[device] = self._build(device)
+        return self.built[device]
 
 
 def language_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -51,8 +74,31 @@ def language_model(model: torch.nn.Module) -> torch.nn.Module:
     return decoder
 
 
+def engine_attention(implementation: str | None) -> str:
+    """The engine path that honours a language model's configured attention implementation: ``sdpa``
+    (transformers' default, also for None) runs the fast path, ``eager`` the post-softmax reference (the
+    authors' method). Anything else (flash attention, flex) is an error rather than a silent switch."""
+    implementation = implementation or "sdpa"
+    if implementation not in HONOURED:
+        raise ValueError(
+            f"the language model runs attn_implementation={implementation!r}, which narrowgate cannot intervene on; "
+            f"load it with attn_implementation='sdpa' (the exact fast path) or 'eager' (the post-softmax reference)"
+        )
+    return HONOURED[implementation]
+
+
+def configured_attention(model: torch.nn.Module) -> str:
+    """``engine_attention`` of ``model``'s language model as loaded (also while a session is bound)."""
+    config = language_model(model).config
+    session = _SESSIONS.get(id(config))
+    return engine_attention(session.saved_implementation if session else config._attn_implementation_internal)
+
+
 class Session:
     """Everything narrowgate has bound to one language model.
+
+    The language model runs narrowgate's attention while bound: the fast path, or the eager reference
+    when the model was loaded with eager attention (``default_reference``) or ``intervene`` asks.
 
     knockout: the attention part (at most one; set by ``intervene``), with ``begin(forward, mask)``,
         ``reference`` and the attention functions' state. edits: hidden-state parts (gate
@@ -68,14 +114,16 @@ class Session:
         self.edits: list = []
         self.forward: Forward | None = None
         self.users = 0
-        self._saved_implementation = self.config._attn_implementation_internal
+        self.saved_implementation = self.config._attn_implementation_internal
+        # the path that honours the implementation the model was loaded with (eager: the reference)
+        self.default_reference = engine_attention(self.saved_implementation) == REFERENCE
         self._mask = None
         self._hooks = [decoder.register_forward_pre_hook(self._reset, with_kwargs=True)]
         self._hooks += [
             layer.register_forward_pre_hook(partial(self._pre_layer, index), with_kwargs=True)
             for index, layer in enumerate(decoder.layers)
         ]
-        self.use_reference(False)
+        self.use_reference(self.default_reference)
         _SESSIONS[id(self.config)] = self
 
     def use_reference(self, reference: bool) -> None:
@@ -84,7 +132,7 @@ class Session:
     def close(self) -> None:
         for hook in self._hooks:
             hook.remove()
-        self.config._attn_implementation_internal = self._saved_implementation
+        self.config._attn_implementation_internal = self.saved_implementation
         del _SESSIONS[id(self.config)]
 
     def begin(self, forward: Forward, mask) -> None:

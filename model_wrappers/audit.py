@@ -13,11 +13,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from interventions.session import FAST, REFERENCE
+
 AUDIT_KEY = "narrowgate"
 
 KNOCKOUT_SEMANTICS = {
     "zero": "zero: post-softmax attention probabilities of the cut edges set to 0; rows not renormalised (as published)",
     "mask": "mask: cut edges masked with -inf before the softmax; rows renormalise",
+}
+
+# The attention each sample ran, keyed by the engine path.
+ATTENTION = {
+    FAST: "sdpa: narrowgate's fast path (SDPA; zero = the cut keys' values removed from the affected rows, exact)",
+    REFERENCE: "eager: narrowgate's post-softmax reference (probabilities edited after the softmax, the authors' method)",
 }
 
 

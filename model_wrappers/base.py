@@ -28,7 +28,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from interventions import Condition, FamilySpec, Layout, family_spec, find_layouts, intervene, make_condition
-from model_wrappers.audit import KNOCKOUT_SEMANTICS, as_ranges, attach, keep_audits_in_sample_files
+from interventions.session import REFERENCE, configured_attention
+from model_wrappers.audit import ATTENTION, KNOCKOUT_SEMANTICS, as_ranges, attach, keep_audits_in_sample_files
 
 DTYPES: dict[str, torch.dtype | str] = {
     "bfloat16": torch.bfloat16,
@@ -174,6 +175,8 @@ class NarrowgateModel(lmms):
         self.tokenizer.padding_side = "left"  # generation continues every row at the same position
         self.family_ids = self.spec.token_ids(self.tokenizer)
         self.num_layers = self._model.config.get_text_config().num_hidden_layers
+        # eager runs the post-softmax reference, sdpa the fast path; anything else fails here, not at the first sample
+        self.attention = configured_attention(self._model)
         self.condition.layer_indices(self.num_layers)  # layer spec out of range: fail before evaluating
         self._warned: set[str] = set()
         keep_audits_in_sample_files()
@@ -191,6 +194,11 @@ class NarrowgateModel(lmms):
     @property
     def device(self) -> torch.device:
         return self._device
+
+    @property
+    def reference(self) -> bool:
+        """Whether the model runs narrowgate's eager post-softmax reference (loaded with attn_implementation=eager)."""
+        return self.attention == REFERENCE
 
     def set_condition(self, condition: Condition) -> None:
         """Run later requests under ``condition`` on the same weights (the grid switches conditions this way)."""
@@ -287,6 +295,7 @@ class NarrowgateModel(lmms):
             "description": condition.definition.doc,
             "layers": list(condition.layer_indices(self.num_layers)) if "layers" in reads else None,
             "knockout": KNOCKOUT_SEMANTICS[condition.knockout] if "knockout" in reads else None,
+            "attn_implementation": ATTENTION[self.attention],
             "layout": layout.to_dict(),
             # the attention edges cut: queries at positions >= first_query do not read these keys
             "cut": [
@@ -332,7 +341,7 @@ class NarrowgateModel(lmms):
             prompts = [self.format_prompt(text, len(images)) for text, images in zip(contexts, visuals)]
             inputs, layouts = self._encode(prompts, list(visuals), list(wheres), list(keys))
             options, until = self._generate_options(gen_kwargs)
-            with torch.inference_mode(), intervene(self.model, self.condition, layouts):
+            with torch.inference_mode(), intervene(self.model, self.condition, layouts, reference=self.reference):
                 generated = self.model.generate(**inputs, **options)
             new_tokens = generated[:, inputs["input_ids"].shape[1] :]
             for request, prompt, layout, text in zip(
@@ -374,7 +383,7 @@ class NarrowgateModel(lmms):
             start = int(differs[0]) if len(differs) else n_context
             if start >= len(full_ids):
                 raise NarrowgateInputError(f"{where}: the continuation {continuation!r} adds no token to the prompt")
-            with torch.inference_mode(), intervene(self.model, self.condition, layouts):
+            with torch.inference_mode(), intervene(self.model, self.condition, layouts, reference=self.reference):
                 logits = self.model(**inputs).logits[0]
             logprobs = torch.log_softmax(logits[start - 1 : -1].float(), dim=-1)
             targets = full_ids[start:]

@@ -27,6 +27,9 @@ import datasets
 ENV_VAR = "NARROWGATE_DATA_DIR"
 PACKAGE_DATA = Path(__file__).parent / "data"
 
+# What the current process_docs hook loaded, in order (read by ``provenance.documents``).
+LOADED: list[dict] = []
+
 
 @dataclass(frozen=True)
 class Source:
@@ -58,13 +61,26 @@ def load_source(source: Source) -> datasets.Dataset:
     """The split ``source`` names: from ``$NARROWGATE_DATA_DIR`` when set, else from the hub (cached)."""
     root = os.environ.get(ENV_VAR)
     if root:
-        return load_local(source, root)
-    return datasets.load_dataset(
-        source.hub_id,
-        data_files={source.split: source.data_files} if source.data_files else None,
-        revision=source.revision,
-        split=source.split,
+        ds = load_local(source, root)
+    else:
+        ds = datasets.load_dataset(
+            source.hub_id,
+            data_files={source.split: source.data_files} if source.data_files else None,
+            revision=source.revision,
+            split=source.split,
+        )
+    LOADED.append(
+        {
+            "hub_id": source.hub_id,
+            "split": source.split,
+            "data_files": source.data_files,
+            "revision": source.revision or "default branch (not pinned)",
+            "copy": str(source.local_dir(root)) if root else "hub (datasets cache)",
+            "fingerprint": ds._fingerprint,
+            "rows": len(ds),
+        }
     )
+    return ds
 
 
 def load_local(source: Source, root: str | os.PathLike) -> datasets.Dataset:
@@ -93,4 +109,7 @@ def load_packaged(name: str) -> datasets.Dataset:
     path = PACKAGE_DATA / "smoke" / f"{name}.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; regenerate it with `python -m narrowgate_tasks.make_smoke_data`")
-    return datasets.load_dataset("parquet", data_files=str(path), split="train")
+    ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
+    file = str(path.relative_to(PACKAGE_DATA.parent.parent))
+    LOADED.append({"file": file, "fingerprint": ds._fingerprint, "rows": len(ds)})
+    return ds

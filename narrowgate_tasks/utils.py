@@ -23,7 +23,6 @@ Every task scores ``prompts.first_line`` of the model's continuation.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ import datasets
 from loguru import logger
 
 from narrowgate_tasks import java, metrics, prompts
+from narrowgate_tasks.provenance import documents, ids_digest
 from narrowgate_tasks.sources import (
     COCO2014_VAL_IMAGES,
     COCO_KARPATHY_TEST,
@@ -67,10 +67,9 @@ def select_paper_vqav2(ds: datasets.Dataset) -> datasets.Dataset:
     """The paper's 2000 questions of a VQAv2 validation copy; logs which ones (ids also in the samples log)."""
     subset = ds.select(paper_vqav2_indices(len(ds)))
     ids = [int(i) for i in subset["question_id"]]
-    digest = hashlib.sha1(",".join(map(str, ids)).encode()).hexdigest()
     logger.info(
         f"narrowgate_vqav2: {len(ids)} questions chosen by random.seed({PAPER_SEED}) sampling of {len(ds)} rows; "
-        f"question_id sha1 {digest}; first five {ids[:5]}"
+        f"question_id sha1 {ids_digest(ids)}; first five {ids[:5]}"
     )
     return subset
 
@@ -114,34 +113,42 @@ def coco_karpathy(first: int | None) -> datasets.Dataset:
     return caption_docs(docs, refs="sentences", image_id="cocoid")
 
 
+@documents("narrowgate_vqav2", "question_id")
 def vqav2_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     return select_paper_vqav2(load_source(VQAV2_VALIDATION))
 
 
+@documents("narrowgate_vqav2_full", "question_id")
 def vqav2_full_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     return load_source(VQAV2_VALIDATION)
 
 
+@documents("narrowgate_coco_cap", "image_id")
 def coco_cap_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     return coco_karpathy(first=PAPER_N)
 
 
+@documents("narrowgate_coco_cap_full", "image_id")
 def coco_cap_full_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     return coco_karpathy(first=None)
 
 
+@documents("narrowgate_flickr30k", "image_id")
 def flickr30k_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     return caption_docs(load_source(FLICKR30K_TEST), refs="caption", image_id="img_id", first=PAPER_N)
 
 
+@documents("narrowgate_flickr30k_full", "image_id")
 def flickr30k_full_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     return caption_docs(load_source(FLICKR30K_TEST), refs="caption", image_id="img_id")
 
 
+@documents("narrowgate_smoke_vqa", "question_id")
 def smoke_vqa_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     return load_packaged("vqa")
 
 
+@documents("narrowgate_smoke_caption", "image_id")
 def smoke_caption_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     # The smoke captions share nlphuji/flickr30k's schema, so they take Flickr's path.
     return caption_docs(load_packaged("caption"), refs="caption", image_id="img_id")

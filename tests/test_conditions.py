@@ -78,7 +78,7 @@ def test_options_a_condition_does_not_read_are_reset():
     assert make_condition("baseline", knockout="mask", layers="1") == make_condition("baseline")
     assert make_condition("gate_only", k=3) == make_condition("gate_only")
     condition = make_condition("random_image_ablated", layers=[3, 1], knockout="mask", k=3, seed=7)
-    assert condition.to_dict() == {"name": "random_image_ablated", "layers": "1,3", "knockout": "mask", "k": 3, "seed": 7}
+    assert condition.to_dict() == {"name": "random_image_ablated", "layers": "1+3", "knockout": "mask", "k": 3, "seed": 7}
     assert json.loads(json.dumps(make_condition("gate_randomized").to_dict())) == {"name": "gate_randomized", "layers": None, "seed": 0}
 
 
@@ -89,6 +89,8 @@ def test_options_a_condition_does_not_read_are_reset():
         ("all", tuple(range(32))),
         ("16-31", tuple(range(16, 32))),
         ("3,5,7", (3, 5, 7)),
+        ("3+5+7", (3, 5, 7)),
+        ("0-3+8", (0, 1, 2, 3, 8)),
         ("3, 5-6", (3, 5, 6)),
         ([5, 3], (3, 5)),
         (4, (4,)),
@@ -100,7 +102,31 @@ def test_layer_specs(spec, expected):
     assert make_condition("gate_ablated", layers=spec).layer_indices(32) == expected
 
 
-@pytest.mark.parametrize("spec", ["abc", "5-3", "-1", "last:x", [], [1.5], True, "1-"])
+@pytest.mark.parametrize(
+    "spec, canonical",
+    [
+        ("3,5,7", "3+5+7"),
+        ("7+5+3", "3+5+7"),
+        ("0-3,8", "0-3+8"),
+        ("3, 5-6", "3+5-6"),
+        ([4, 3, 5, 9], "3-5+9"),
+        (5, "5"),
+        ("16-31", "16-31"),
+        ("last:8", "last:8"),
+    ],
+)
+def test_layer_lists_survive_model_args(spec, canonical):
+    """lmms-eval splits --model_args on commas: the canonical form (the one recorded) must replay."""
+    from lmms_eval.utils import simple_parse_args_string
+
+    condition = make_condition("gate_ablated", layers=spec)
+    assert condition.layers == canonical
+    replayed = simple_parse_args_string(f"pretrained=x,layers={condition.layers},knockout=mask")
+    assert make_condition("gate_ablated", layers=replayed["layers"]) == condition
+    assert replayed["knockout"] == "mask"
+
+
+@pytest.mark.parametrize("spec", ["abc", "5-3", "-1", "last:x", [], [1.5], True, "1-", "3++5", "3,+5"])
 def test_bad_layer_specs(spec):
     with pytest.raises(ValueError, match="layers"):
         make_condition("gate_ablated", layers=spec)
@@ -108,6 +134,6 @@ def test_bad_layer_specs(spec):
 
 def test_layers_beyond_the_model():
     with pytest.raises(ValueError, match=r"the model has 32 layers \(0-31\); got \[32, 40\]"):
-        resolve_layers("30-32,40", 32)
+        resolve_layers("30-32+40", 32)
     with pytest.raises(ValueError, match="last:40 but the model has only 32 layers"):
         resolve_layers("last:40", 32)

@@ -1,13 +1,15 @@
 """Interventions hold for every generated token: cached generate() equals full recomputation, a
-left-padded batch equals its rows run alone, and the static cache equals the dynamic one."""
+left-padded batch equals its rows run alone, and the static cache equals the dynamic one; under both
+knockout semantics (``mask`` restricts SDPA's mask to the affected rows, ``zero`` edits values or, for a
+single decoding query, probabilities: different code on each path)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from tiny_cases import PROMPTS, TINY_CASES, load, same_size_pair
+from tiny_cases import CONDITION_CASES, PROMPTS, TINY_CASES, load, same_size_pair
 
-from interventions import CONDITIONS, intervene, make_condition
+from interventions import intervene, make_condition
 
 FAMILIES = list(TINY_CASES)
 NEW_TOKENS = 4
@@ -27,15 +29,15 @@ def batch(tiny_dir, images):
     return get
 
 
-def condition_for(name):
-    return make_condition(name, k=3)
+def condition_for(name, knockout):
+    return make_condition(name, knockout=knockout, k=3)
 
 
-@pytest.mark.parametrize("name", list(CONDITIONS))
+@pytest.mark.parametrize("name, knockout", CONDITION_CASES)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_cached_generate_equals_full_recomputation(batch, family, name):
+def test_cached_generate_equals_full_recomputation(batch, family, name, knockout):
     tiny, inputs, layouts = batch(family)
-    condition = condition_for(name)
+    condition = condition_for(name, knockout)
     with intervene(tiny.model, condition, layouts):
         tokens, logits = tiny.generate(inputs, NEW_TOKENS)
         # Step t recomputed from scratch: prompt + the first t generated tokens, no cache.
@@ -48,11 +50,11 @@ def test_cached_generate_equals_full_recomputation(batch, family, name):
         assert (plain - recomputed).abs().amax(dim=-1).min() > 1e-4, "some generated token was not affected"
 
 
-@pytest.mark.parametrize("name", list(CONDITIONS))
+@pytest.mark.parametrize("name, knockout", CONDITION_CASES)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_left_padded_batch_equals_rows_alone(batch, images, family, name):
+def test_left_padded_batch_equals_rows_alone(batch, images, family, name, knockout):
     tiny, inputs, layouts = batch(family)
-    condition = condition_for(name)
+    condition = condition_for(name, knockout)
     with intervene(tiny.model, condition, layouts):
         batch_logits = tiny.logits(inputs)
         batch_tokens, batch_generated = tiny.generate(inputs, NEW_TOKENS)
@@ -70,11 +72,11 @@ def test_left_padded_batch_equals_rows_alone(batch, images, family, name):
         assert torch.equal(batch_tokens[row], tokens[0])
 
 
-@pytest.mark.parametrize("name", list(CONDITIONS))
+@pytest.mark.parametrize("name, knockout", CONDITION_CASES)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_static_cache_equals_dynamic(batch, family, name):
+def test_static_cache_equals_dynamic(batch, family, name, knockout):
     tiny, inputs, layouts = batch(family)
-    with intervene(tiny.model, condition_for(name), layouts):
+    with intervene(tiny.model, condition_for(name, knockout), layouts):
         dynamic_tokens, dynamic = tiny.generate(inputs, NEW_TOKENS)
         static_tokens, static = tiny.generate(inputs, NEW_TOKENS, cache_implementation="static")
     torch.testing.assert_close(static, dynamic, rtol=0, atol=1e-4)

@@ -12,6 +12,14 @@ from interventions.session import _SESSIONS, language_model
 
 FAMILIES = list(TINY_CASES)
 KNOCKOUT_CONDITIONS = [name for name in CONDITIONS if name not in ("baseline", "gate_randomized")]
+# Fast path vs eager reference on float32 logits: the largest difference measured is 3e-7.
+FAST_TOLERANCE = 1e-6
+
+
+def assert_all(condition: torch.Tensor) -> None:
+    """``condition.all()``, refusing the vacuous truth of an empty selection."""
+    assert condition.numel() > 0, "empty selection: the check would pass whatever the engine does"
+    assert condition.all()
 
 
 def expected_cut(condition, layout, length: int) -> torch.Tensor:
@@ -84,12 +92,12 @@ def test_reference_cuts_exactly_the_condition_edges(batch, family, name, knockou
         cut = expected_cut(condition, layout, length)[rows]
         # Layer 0 sees identical inputs in both runs, so every difference is the knockout itself.
         probs, base_probs = out.attentions[0][b, :, rows], base.attentions[0][b, :, rows]
-        assert (base_probs[:, cut] > 0).all(), "the cut edges carried attention before the knockout"
-        assert (probs[:, cut] == 0).all()
+        assert_all(base_probs[:, cut] > 0)  # the cut edges carried attention before the knockout
+        assert_all(probs[:, cut] == 0)
         affected = cut.any(dim=-1)
         if knockout == "zero":
             assert torch.equal(probs[:, ~cut], base_probs[:, ~cut])
-            assert (probs[:, affected].sum(-1) < 1 - 1e-6).all(), "zero must not renormalise"
+            assert_all(probs[:, affected].sum(-1) < 1 - 1e-6)  # zero must not renormalise
         else:
             assert torch.equal(probs[:, ~affected], base_probs[:, ~affected])
             # Rows renormalise over the keys they keep; a row left with no key reads nothing.
@@ -115,7 +123,7 @@ def test_fast_path_equals_reference(batch, family, name, knockout, per_row):
     condition = make_condition(name, knockout=knockout, k=3)
     fast = run(tiny, condition, inputs, layouts).logits
     reference = run(tiny, condition, inputs, layouts, reference=True).logits
-    assert_close_on_rows(fast, reference, layouts, atol=1e-4)
+    assert_close_on_rows(fast, reference, layouts, atol=FAST_TOLERANCE)
     if name != "baseline":
         plain = tiny.logits(inputs)
         assert (fast - plain).abs().max() > 1e-3, "the condition changed nothing; the comparison proves nothing"
@@ -130,10 +138,11 @@ def test_layer_selection(batch, family):
     out = run(tiny, last, inputs, layouts, reference=True, output_attentions=True)
     gate = layouts[0].spans[0].gate
     assert torch.equal(out.attentions[0], base.attentions[0]), "layer 0 was not selected"
-    assert (out.attentions[1][0, :, :, list(gate)] == 0).all()
-    assert (base.attentions[1][0, gate[-1]:, :, list(gate)] > 0).all()
+    # attentions: (batch, heads, queries, keys); every query from the last gate token on reads the gate
+    assert_all(out.attentions[1][0, :, gate[-1]:, list(gate)] == 0)
+    assert_all(base.attentions[1][0, :, gate[-1]:, list(gate)] > 0)
     fast = run(tiny, last, inputs, layouts).logits
-    assert_close_on_rows(fast, out.logits, layouts, atol=1e-4)
+    assert_close_on_rows(fast, out.logits, layouts, atol=FAST_TOLERANCE)
     assert torch.equal(fast, run(tiny, make_condition("gate_ablated", layers="last:1"), inputs, layouts).logits)
     assert torch.equal(fast, run(tiny, make_condition("gate_ablated", layers=[1]), inputs, layouts).logits)
     assert (fast - every).abs().max() > 1e-4 and (fast - base.logits).abs().max() > 1e-4
@@ -151,7 +160,8 @@ def test_bf16(tiny_dir, images, family):
     out = run(tiny, condition, inputs, layouts, reference=True, output_attentions=True)
     assert fast.dtype == torch.bfloat16
     cut = expected_cut(condition, layouts[0], inputs["input_ids"].shape[1])
-    assert (out.attentions[0][0][:, cut] == 0).all() and (out.attentions[1][0][:, cut] == 0).all()
+    assert_all(out.attentions[0][0][:, cut] == 0)
+    assert_all(out.attentions[1][0][:, cut] == 0)
     assert_close_on_rows(fast.float(), out.logits.float(), layouts, atol=3e-2)
     assert (fast.float() - tiny.logits(inputs).float()).abs().max() > 0.1
     with intervene(tiny.model, condition, layouts):

@@ -5,7 +5,9 @@ Each invariant is paired with the run where it must NOT hold, so that a no-op ca
 The invariants are exact under ``mask`` knockouts. Under ``zero`` (the paper's post-softmax zeroing)
 a cut key still sits in the softmax denominator, so the attention mass left to the kept keys,
 1 - sum_{j in K} A_ij, still depends on the cut tokens: one scalar per layer, head and query leaks.
-The ``zero`` cases assert that this leak exists, so the two semantics can never silently coincide.
+The ``zero`` cases assert that this leak exists, so the two semantics can never silently coincide,
+and that it is a small fraction of the difference with the image and gate open (baseline), so that an
+intervention that does nothing (fraction 1) fails.
 """
 
 from __future__ import annotations
@@ -53,9 +55,13 @@ def run(tiny, condition, inputs, layouts, knockout="zero"):
         return tiny.logits(inputs), tiny.generate(inputs, NEW_TOKENS)[1]
 
 
-def holds(difference: float, knockout: str) -> bool:
-    """The invariant holds exactly under mask; under zero only the normalisation leak remains."""
-    return difference < 1e-5 if knockout == "mask" else difference > 1e-7
+def holds(difference: float, open_difference: float, knockout: str, bound: float) -> bool:
+    """The invariant holds under mask (up to float rounding of patched states); under zero only the
+    normalisation leak remains: present, and below ``bound`` times the difference with everything open
+    (the largest fraction measured on the tiny models is quoted where ``bound`` is chosen)."""
+    if knockout == "mask":
+        return difference < 1e-6
+    return 1e-7 < difference < bound * open_difference
 
 
 @pytest.mark.parametrize("knockout", ["mask", "zero"])
@@ -64,14 +70,22 @@ def test_image_ablated_cuts_the_image_off(pair, family, knockout):
     tiny, a, b, layouts = pair(family)
     logits_a, generated_a = run(tiny, "image_ablated", a, layouts, knockout)
     logits_b, generated_b = run(tiny, "image_ablated", b, layouts, knockout)
-    assert holds(max_difference(after_gate(logits_a, layouts), after_gate(logits_b, layouts)), knockout)
-    assert holds(float((generated_a - generated_b).abs().max()), knockout)
     # Without the knockout, and with the gate open (gate_only), the image does reach the text.
+    opened = {}
     for open_condition in ("baseline", "gate_only"):
         open_a, open_generated_a = run(tiny, open_condition, a, layouts)
         open_b, open_generated_b = run(tiny, open_condition, b, layouts)
-        assert max_difference(after_gate(open_a, layouts), after_gate(open_b, layouts)) > 1e-4
-        assert (open_generated_a - open_generated_b).abs().max() > 1e-4
+        opened[open_condition] = (
+            max_difference(after_gate(open_a, layouts), after_gate(open_b, layouts)),
+            float((open_generated_a - open_generated_b).abs().max()),
+        )
+        assert min(opened[open_condition]) > 1e-4
+    # zero: the leak is at most 0.10 of the open difference on the prompt and 0.03 on generated tokens
+    # (Chameleon), 0.01 elsewhere.
+    open_logits, open_generated = opened["baseline"]
+    leak = max_difference(after_gate(logits_a, layouts), after_gate(logits_b, layouts))
+    assert holds(leak, open_logits, knockout, bound=0.2)
+    assert holds(float((generated_a - generated_b).abs().max()), open_generated, knockout, bound=0.2)
 
 
 @pytest.mark.parametrize("knockout", ["mask", "zero"])
@@ -85,7 +99,10 @@ def test_gate_only_the_gate_carries_everything(pair, family, knockout):
     with intervene(tiny.model, condition, layouts), patch_gate(tiny.model, gate_a, layouts):
         patched = tiny.logits(b)
     other = run(tiny, "gate_only", b, layouts, knockout)[0]
-    assert holds(max_difference(after_gate(patched, layouts), after_gate(original, layouts)), knockout)
+    # zero: the leak is at most 0.09 of the baseline difference between the images (Chameleon; ~0.01 elsewhere)
+    open_difference = max_difference(after_gate(tiny.logits(b), layouts), after_gate(tiny.logits(a), layouts))
+    leak = max_difference(after_gate(patched, layouts), after_gate(original, layouts))
+    assert holds(leak, open_difference, knockout, bound=0.2)
     assert max_difference(after_gate(other, layouts), after_gate(original, layouts)) > 1e-4
     # Under baseline the other image's tokens are read directly, so patching the gate is not enough.
     with patch_gate(tiny.model, gate_a, layouts):
@@ -99,13 +116,16 @@ def test_gate_ablated_ignores_the_gate_state(pair, family, knockout):
     tiny, a, b, layouts = pair(family)
     with record_gate(tiny.model, layouts) as gate_b:
         tiny.logits(b)
+    difference = {}
     for name in ("gate_ablated", "baseline"):
         condition = make_condition(name, knockout=knockout)
         plain = run(tiny, name, a, layouts, knockout)[0]
         with intervene(tiny.model, condition, layouts), patch_gate(tiny.model, gate_b, layouts):
             patched = tiny.logits(a)
-        difference = max_difference(after_gate(patched, layouts), after_gate(plain, layouts))
-        assert holds(difference, knockout) if name == "gate_ablated" else difference > 1e-4
+        difference[name] = max_difference(after_gate(patched, layouts), after_gate(plain, layouts))
+    assert difference["baseline"] > 1e-4
+    # zero: the leak is at most 0.34 of the open gate's effect (Chameleon; 0.04 elsewhere)
+    assert holds(difference["gate_ablated"], difference["baseline"], knockout, bound=0.5)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

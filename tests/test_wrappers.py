@@ -331,13 +331,16 @@ def test_batch_size_does_not_change_outputs(tiny_dir, family):
     assert {d: cut_in_unpadded_row(s) for d, s in four.items()} == {d: cut_in_unpadded_row(s) for d, s in one.items()}
 
 
-def test_loglikelihood_runs_under_the_condition(tiny_dir, tmp_path):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loglikelihood_runs_under_the_condition(tiny_dir, tmp_path, family):
     """Multiple choice through lmms-eval: with image_ablated (mask semantics) two documents that ask the
-    same question of different images get identical log-likelihoods; with baseline they do not."""
+    same question of different images get identical log-likelihoods; with baseline they do not. It must
+    hold for every family: a tiny model's greedy text can be the same under every condition (Janus's
+    is), its log-likelihoods cannot."""
     import model_wrappers
 
     folder = fixture_tasks(tmp_path / "tasks")
-    lm = model_wrappers.load_model("chameleon", str(tiny_dir("chameleon")), condition="image_ablated", knockout="mask")
+    lm = model_wrappers.load_model(family, str(tiny_dir(family)), condition="image_ablated", knockout="mask")
 
     def loglikelihoods():
         samples = evaluate(lm, "ngw_fixture_mc", include_path=str(folder), limit=2)
@@ -400,17 +403,6 @@ def test_cli_image_ablated_equals_the_engine(cli_runs, engine, family):
         assert audit["cut"] == [
             {"first_query": span["gate"][-1] + 1, "keys": [[(span["start"] or span["image"])[0], span["gate"][-1] + 1]]}
         ]
-
-
-def test_baseline_differs_from_image_ablated(cli_runs, tiny_dir):
-    import model_wrappers
-
-    for family in FAMILIES:  # stop at the first family that shows a difference
-        baseline = evaluate(model_wrappers.load_model(family, str(tiny_dir(family))))
-        ablated = read_samples(cli_runs[family][1], SMOKE)
-        if any(raw_response(baseline[d]) != raw_response(ablated[d]) for d in baseline):
-            return
-    pytest.fail("image_ablated changed no output of any family: the intervention never reached the CLI runs")
 
 
 def test_two_processes_equal_one(cli_runs, tiny_dir, tmp_path):

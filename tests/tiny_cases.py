@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from interventions import FamilyIds, FamilySpec, family_spec, find_layouts
+from interventions import CONDITIONS, FamilyIds, FamilySpec, family_spec, find_layouts
 from narrowgate.tiny import TINY_FAMILIES
 from narrowgate.tiny_auto import TINY_ARCHITECTURES
 
@@ -20,6 +20,13 @@ TINY_CASES: tuple[str, ...] = (*TINY_FAMILIES, *TINY_ARCHITECTURES)
 PROMPTS = ("{image}what color is the shape ?", "describe {image} in one word")
 
 _LOADED: dict[tuple[str, torch.dtype], Tiny] = {}
+
+# (condition, knockout) for every condition: both semantics where the condition cuts attention edges.
+CONDITION_CASES = [
+    (name, knockout)
+    for name, definition in CONDITIONS.items()
+    for knockout in (("zero", "mask") if "knockout" in definition.options else ("zero",))
+]
 
 
 @dataclass

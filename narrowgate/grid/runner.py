@@ -179,11 +179,12 @@ def _quiet(message: str) -> None:
 
 
 def lmms_eval_model(cell: Cell, pretrained: str) -> tuple[str, str]:
-    """The ``--model`` and ``--model_args`` that replay this cell with the ``lmms_eval`` command."""
-    args = {"pretrained": pretrained, **cell.model.model_args, **cell.condition.params}
-    if args.get("layers") is not None:  # model_args items are comma-separated: layer lists use "+" there
-        args["layers"] = str(args["layers"]).replace(",", "+")
-    return f"{cell.model.family}_{cell.condition.name}", ",".join(f"{k}={v}" for k, v in args.items() if v is not None)
+    """The ``--model`` and ``--model_args`` that replay this cell with the ``lmms_eval`` command: the model's
+    own arguments and the condition's canonical options (layer lists joined by "+", not split on commas)."""
+    condition = cell.condition.make()
+    options = {k: v for k, v in condition.to_dict().items() if k != "name" and v is not None}
+    args = {"pretrained": pretrained, **cell.model.model_args, **options}
+    return f"{cell.model.family}_{condition.name}", ",".join(f"{k}={v}" for k, v in args.items())
 
 
 def _run_cell(
