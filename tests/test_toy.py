@@ -17,6 +17,7 @@ import torch
 from transformers import AutoProcessor, ChameleonForConditionalGeneration
 
 from narrowgate import cli, toy
+from narrowgate.toy import trainer
 from narrowgate_tasks import shapes
 
 # A recipe small enough to train in seconds: it checks the mechanics, not the accuracy.
@@ -90,7 +91,7 @@ def test_no_evaluated_drawing_or_held_out_combination_is_trained_on():
 def test_a_packed_row_computes_each_prompt_exactly_as_alone():
     model, processor = toy.build(QUICK)
     specs = toy.eval_specs("seen")[:3]
-    pixel_values = toy._pixel_values(processor, specs)
+    pixel_values = toy.pixel_values_of(processor, specs)
     toy.fit_codebook(model, pixel_values, iters=2, seed=0)
     templates = toy.templates(processor)
     choice = [0, 3, 4]
@@ -140,7 +141,7 @@ def test_shipped_codes_separate_colours():
 
     model, processor = toy.load()
     specs = [spec for split in toy.SPLITS for spec in toy.eval_specs(split)]
-    pixel_values = toy._pixel_values(processor, specs)
+    pixel_values = toy.pixel_values_of(processor, specs)
     codes = toy.image_tokens(model, pixel_values)
 
     def ink(pixels: torch.Tensor) -> torch.Tensor:  # mean distance from white per patch
@@ -176,8 +177,8 @@ def test_training_is_deterministic_for_a_seed_and_resumes_exactly(tmp_path, monk
     other_seed = toy.train(dataclasses.replace(QUICK, seed=1), log=quiet)[0].state_dict()
     assert not all(torch.equal(uninterrupted[name], other_seed[name]) for name in uninterrupted)
 
-    monkeypatch.setattr(toy, "RESUME_EVERY", 1)
-    real_loss, calls = toy.loss, []
+    monkeypatch.setattr(trainer, "RESUME_EVERY", 1)
+    real_loss, calls = trainer.loss, []
 
     def crash_at_third_step(*args, **kwargs):
         calls.append(None)
@@ -186,10 +187,10 @@ def test_training_is_deterministic_for_a_seed_and_resumes_exactly(tmp_path, monk
         return real_loss(*args, **kwargs)
 
     state = tmp_path / "state.pt"
-    monkeypatch.setattr(toy, "loss", crash_at_third_step)
+    monkeypatch.setattr(trainer, "loss", crash_at_third_step)
     with pytest.raises(KeyboardInterrupt):
         toy.train(QUICK, log=quiet, resume=state)
-    monkeypatch.setattr(toy, "loss", real_loss)
+    monkeypatch.setattr(trainer, "loss", real_loss)
     lines: list[str] = []
     resumed = toy.train(QUICK, log=lines.append, resume=state)[0].state_dict()
     assert any("resuming at step 2" in line for line in lines), lines
