@@ -229,3 +229,42 @@ def test_bad_recipe_fails_naming_the_field(tmp_path, capsys, args, recipe, messa
     assert cli.main(["train-toy", "--out", str(tmp_path / "unused"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "unused").exists()
+
+
+@pytest.mark.parametrize("condition", ["gate_only", "gate_ablated"])
+def test_a_packed_row_trained_under_a_condition_computes_each_prompt_as_the_engine_does(condition):
+    """The trainer's knockout on packed rows equals ``intervene`` on each prompt alone (zero semantics)."""
+    from interventions import family_spec, find_layouts, intervene
+    from narrowgate.toy.knockout import prefix_knockouts, training_under
+
+    model, processor = toy.build(QUICK)
+    specs = toy.eval_specs("seen")[:2]
+    pixel_values = toy.pixel_values_of(processor, specs)
+    toy.fit_codebook(model, pixel_values, iters=2, seed=0)
+    templates = toy.templates(processor)
+    batch = toy.pack(templates, specs, toy.image_tokens(model, pixel_values), [0, 1], captions=False)
+    knockouts = prefix_knockouts(condition, templates.prefix, processor.tokenizer)
+    assert knockouts, condition
+    ids = family_spec(toy.FAMILY).token_ids(processor.tokenizer)
+    with torch.no_grad():
+        with training_under(model, knockouts):
+            packed = model.model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+            ).last_hidden_state
+        unchanged = model.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        ).last_hidden_state
+        assert not torch.allclose(packed, unchanged, atol=1e-3), "the condition changed nothing"
+        for row, spec in enumerate(specs):
+            start = len(templates.prefix)
+            for kind in shapes.QUESTION_KINDS:
+                suffix = templates.suffixes[kind]
+                inputs = processor(
+                    text=[toy.prompt_text(kind)], images=[shapes.draw(spec)], return_tensors="pt",
+                    return_for_text_completion=True,
+                )
+                layouts = find_layouts(inputs["input_ids"], inputs["attention_mask"], ids)
+                with intervene(model, condition, layouts):
+                    alone = model.model(**inputs).last_hidden_state[0, len(templates.prefix) :]
+                torch.testing.assert_close(packed[row, start : start + len(suffix)], alone, rtol=0, atol=1e-4)
+                start += len(suffix) + len(templates.answers[spec.answer(kind)])

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .model import load
-from .recipe import RECIPE_FILE, TOY_CHECKPOINT, ToyRecipe
+from .recipe import RECIPE_FILE, TOY_CHECKPOINT, TRAINING_CONDITIONS, ToyRecipe
 from .report import (
     folder_bytes,
     format_table,
@@ -42,6 +42,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"weight of the image-token loss, the 'native' objective (default {defaults.image_loss}; 0: answers and captions only)",
     )
     parser.add_argument("--no-captions", action="store_true", help="train on the questions only")
+    parser.add_argument(
+        "--condition",
+        choices=TRAINING_CONDITIONS,
+        help=f"a condition active while training (default {defaults.condition}); gate_only plants a narrow gate",
+    )
     parser.add_argument("--skip-measure", action="store_true", help="do not measure the conditions after training")
 
 
@@ -58,7 +63,7 @@ def recipe_from(args: argparse.Namespace) -> ToyRecipe:
             raise ValueError(
                 f"{args.recipe}: unknown recipe field(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}"
             )
-    given = {"seed": args.seed, "steps": args.steps, "image_loss": args.image_loss}
+    given = {"seed": args.seed, "steps": args.steps, "image_loss": args.image_loss, "condition": args.condition}
     base.update({name: value for name, value in given.items() if value is not None})
     if args.no_captions:
         base["captions"] = False

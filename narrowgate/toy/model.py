@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from narrowgate_tasks import shapes
 
-from .recipe import FAMILY, ToyRecipe, toy_checkpoint
+from .recipe import ARCHITECTURE, FAMILY, ToyRecipe, toy_checkpoint
 
 if TYPE_CHECKING:
     import torch
@@ -34,16 +34,7 @@ def build(recipe: ToyRecipe) -> tuple[ChameleonForConditionalGeneration, Process
     from narrowgate.tiny import BUILDERS
 
     config, processor = BUILDERS[FAMILY]()
-    sizes = {
-        name: getattr(recipe, name)
-        for name in (
-            "hidden_size",
-            "intermediate_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "num_key_value_heads",
-        )
-    }
+    sizes = {name: getattr(recipe, name) for name in ARCHITECTURE}
     # 64 channels (32 GroupNorm groups of a feature channel and its anchor), no resnet blocks in the levels.
     vq = {**config.vq_config.to_dict(), "base_channels": 64, "num_res_blocks": 0}
     config = ChameleonConfig(**{**config.to_dict(), **sizes, "vq_config": vq})

@@ -20,6 +20,10 @@ TRAIN_COMBOS, HELD_OUT_COMBOS = shapes.split_combos(N_HELD_OUT, HELD_OUT_SEED)
 TEST_SEED, N_TEST = 1_000_003, 96
 SPLITS: tuple[str, ...] = ("smoke", "seen", "held_out")
 CAPTION_KIND = "caption"
+# The recipe fields that set the text model's config (the rest of the config is the tiny Chameleon's).
+ARCHITECTURE = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+# Conditions a toy can be trained under: the deterministic attention knockouts.
+TRAINING_CONDITIONS: tuple[str, ...] = ("baseline", "gate_ablated", "gate_only", "image_ablated", "last_image_ablated")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class ToyRecipe:
     kmeans_images: int = 1000
     kmeans_iters: int = 30
     threads: int = 2
+    # a condition active while training (zero knockout, every layer): "gate_only" plants a narrow gate
+    condition: str = "baseline"
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -63,6 +69,11 @@ class ToyRecipe:
                 raise ValueError(f"ToyRecipe.{name} must be >= 1, got {getattr(self, name)}")
         if self.image_loss < 0:
             raise ValueError(f"ToyRecipe.image_loss must be >= 0, got {self.image_loss}")
+        if self.condition not in TRAINING_CONDITIONS:
+            raise ValueError(
+                f"ToyRecipe.condition must be one of {', '.join(TRAINING_CONDITIONS)}, got {self.condition!r} "
+                "(gate_randomized and random_image_ablated draw per example, which a packed row does not have)"
+            )
 
 
 def toy_checkpoint() -> Path:

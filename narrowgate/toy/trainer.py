@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from narrowgate_tasks import shapes
 
-from .model import build, fit_codebook, image_tokens, pixel_values_of
-from .recipe import CAPTION_KIND, FAMILY, ToyRecipe
+from .knockout import prefix_knockouts, training_under
+from .model import build, fit_codebook, image_tokens, load, pixel_values_of
+from .recipe import ARCHITECTURE, CAPTION_KIND, FAMILY, ToyRecipe
 from .world import _derived_seed, prompt_text, train_specs
 
 if TYPE_CHECKING:
@@ -160,38 +161,41 @@ RESUME_EVERY = 100  # optimizer steps between saved training states
 
 
 def train(
-    recipe: ToyRecipe, log: Callable[[str], None] = print, resume: Path | None = None
+    recipe: ToyRecipe, log: Callable[[str], None] = print, resume: Path | None = None, init: Path | None = None
 ) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
     """Build, fit the codebook and train the toy model; deterministic for the recipe (see module doc).
 
     ``resume``: a file for the training state, written every ``RESUME_EVERY`` steps; a run that finds
     a state of the same recipe there continues from it, to the same weights as an uninterrupted run.
+    ``init``: fine-tune this toy checkpoint (its weights and VQ codebook; the recipe's architecture
+    must match it) instead of building and fitting a new one.
     """
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe.threads)
     try:
-        return _train(recipe, log, resume)
+        return _train(recipe, log, resume, init)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(
-    recipe: ToyRecipe, log: Callable[[str], None], resume: Path | None
+    recipe: ToyRecipe, log: Callable[[str], None], resume: Path | None, init: Path | None
 ) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
     import torch
 
     start = time.perf_counter()
-    model, processor = build(recipe)
+    model, processor = build(recipe) if init is None else _start_from(init, recipe)
     specs = train_specs(recipe)
     pixel_values = pixel_values_of(processor, specs)
-    fit_codebook(model, pixel_values[: recipe.kmeans_images], recipe.kmeans_iters, recipe.seed)
+    if init is None:
+        fit_codebook(model, pixel_values[: recipe.kmeans_images], recipe.kmeans_iters, recipe.seed)
     codes = image_tokens(model, pixel_values)
     used = len(torch.unique(codes))
     log(
-        f"train-toy: {len(specs)} training drawings, codebook fitted ({used} of {model.config.vq_config.num_embeddings} codes used) "
-        f"in {time.perf_counter() - start:.0f}s"
+        f"train-toy: {len(specs)} training drawings, {used} of {model.config.vq_config.num_embeddings} codes used "
+        f"({'codebook fitted' if init is None else f'starting from {init}'}) in {time.perf_counter() - start:.0f}s"
     )
     t = templates(processor)
 
@@ -214,7 +218,11 @@ def _train(
     generator = torch.Generator().manual_seed(_derived_seed("order", recipe.seed))
     order, cursor, first_step = torch.randperm(len(specs), generator=generator), 0, 0
     # the state also names the training tokens, so a state written by other code is never resumed
-    identity = {"recipe": dataclasses.asdict(recipe), "tokens": hashlib.sha256(codes.numpy().tobytes()).hexdigest()}
+    identity = {
+        "recipe": dataclasses.asdict(recipe),
+        "tokens": hashlib.sha256(codes.numpy().tobytes()).hexdigest(),
+        "init": None if init is None else str(init),
+    }
     state = _read_state(resume, identity, log)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -223,6 +231,10 @@ def _train(
         generator.set_state(state["generator"])
         order, cursor, first_step = state["order"], state["cursor"], state["step"]
         log(f"train-toy: resuming at step {first_step} from {resume}")
+    knockouts = prefix_knockouts(recipe.condition, t.prefix, processor.tokenizer)
+    if knockouts:
+        cuts = "; ".join(f"queries from {ko.first_query} read none of {len(ko.keys)} keys" for ko in knockouts)
+        log(f"train-toy: training under {recipe.condition} (zero knockout, every layer): {cuts}")
     model.train()
     losses, t0 = [], time.perf_counter()
     for step in range(first_step, recipe.steps):
@@ -232,7 +244,8 @@ def _train(
         cursor += recipe.batch_images
         choice = torch.randint(5, (len(index),), generator=generator).tolist()
         batch = pack(t, [specs[i] for i in index.tolist()], codes[index], choice, recipe.captions)
-        total, text_loss = loss(model, batch, recipe.image_loss)
+        with training_under(model, knockouts):
+            total, text_loss = loss(model, batch, recipe.image_loss)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -262,6 +275,19 @@ def _train(
             torch.save(state, tmp)
             os.replace(tmp, resume)
     model.eval()
+    return model, processor
+
+
+def _start_from(init: Path, recipe: ToyRecipe) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
+    """A toy checkpoint to fine-tune, checked against the recipe's architecture."""
+    model, processor = load(init)
+    differ = {
+        name: (getattr(model.config, name), getattr(recipe, name))
+        for name in ARCHITECTURE
+        if getattr(model.config, name) != getattr(recipe, name)
+    }
+    if differ:
+        raise ValueError(f"{init}: the checkpoint's architecture differs from the recipe's (checkpoint, recipe): {differ}")
     return model, processor
 
 
