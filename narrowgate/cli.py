@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("narrowgate.leaderboard", "tabulate a grid folder: change from baseline with bootstrap CIs"),
     "demo": ("narrowgate.demo", "the smoke grid on tiny checkpoints plus its leaderboard, offline"),
     "train-toy": ("narrowgate.toy.cli", "train the toy native model (a small Chameleon) on the shapes world"),
+    "analyze": ("narrowgate.analyses.cli", "the paper's analyses (attention, gap, overlap, patching, locate, progressive)"),
 }
 
 

@@ -43,6 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-captions", action="store_true", help="train on the questions only")
     parser.add_argument(
+        "--threads", type=int, help=f"CPU threads (default {defaults.threads}); part of the recipe: the last bits depend on it"
+    )
+    parser.add_argument(
         "--condition",
         choices=TRAINING_CONDITIONS,
         help=f"a condition active while training (default {defaults.condition}); gate_only plants a narrow gate",
@@ -63,7 +66,13 @@ def recipe_from(args: argparse.Namespace) -> ToyRecipe:
             raise ValueError(
                 f"{args.recipe}: unknown recipe field(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}"
             )
-    given = {"seed": args.seed, "steps": args.steps, "image_loss": args.image_loss, "condition": args.condition}
+    given = {
+        "seed": args.seed,
+        "steps": args.steps,
+        "image_loss": args.image_loss,
+        "condition": args.condition,
+        "threads": args.threads,
+    }
     base.update({name: value for name, value in given.items() if value is not None})
     if args.no_captions:
         base["captions"] = False
