@@ -231,9 +231,11 @@ def test_bad_recipe_fails_naming_the_field(tmp_path, capsys, args, recipe, messa
     assert not (tmp_path / "unused").exists()
 
 
+@pytest.mark.parametrize("collect", [False, True])
 @pytest.mark.parametrize("condition", ["gate_only", "gate_ablated"])
-def test_a_packed_row_trained_under_a_condition_computes_each_prompt_as_the_engine_does(condition):
-    """The trainer's knockout on packed rows equals ``intervene`` on each prompt alone (zero semantics)."""
+def test_a_packed_row_trained_under_a_condition_computes_each_prompt_as_the_engine_does(condition, collect):
+    """The trainer's knockout on packed rows equals ``intervene`` on each prompt alone (zero semantics),
+    on the SDPA path and on the eager path that also measures the probability on the cut keys."""
     from interventions import family_spec, find_layouts, intervene
     from narrowgate.toy.knockout import prefix_knockouts, training_under
 
@@ -247,10 +249,12 @@ def test_a_packed_row_trained_under_a_condition_computes_each_prompt_as_the_engi
     assert knockouts, condition
     ids = family_spec(toy.FAMILY).token_ids(processor.tokenizer)
     with torch.no_grad():
-        with training_under(model, knockouts):
+        with training_under(model, knockouts, collect=collect) as cut_mass:
             packed = model.model(
                 input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
             ).last_hidden_state
+        assert len(cut_mass) == (QUICK.num_hidden_layers if collect else 0)
+        assert all(0 < float(mass) < 1 for mass in cut_mass)
         unchanged = model.model(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
         ).last_hidden_state

@@ -43,6 +43,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-captions", action="store_true", help="train on the questions only")
     parser.add_argument(
+        "--attention-loss",
+        type=float,
+        help=f"weight of the attention the --condition's cut edges take (default {defaults.attention_loss})",
+    )
+    parser.add_argument(
         "--threads", type=int, help=f"CPU threads (default {defaults.threads}); part of the recipe: the last bits depend on it"
     )
     parser.add_argument(
@@ -72,6 +77,7 @@ def recipe_from(args: argparse.Namespace) -> ToyRecipe:
         "image_loss": args.image_loss,
         "condition": args.condition,
         "threads": args.threads,
+        "attention_loss": args.attention_loss,
     }
     base.update({name: value for name, value in given.items() if value is not None})
     if args.no_captions:

@@ -49,6 +49,8 @@ class ToyRecipe:
     threads: int = 2
     # a condition active while training (zero knockout, every layer): "gate_only" plants a narrow gate
     condition: str = "baseline"
+    # weight of the mean probability that the condition's cut edges take (see toy.knockout): 0 = none
+    attention_loss: float = 0.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -67,8 +69,9 @@ class ToyRecipe:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ToyRecipe.{name} must be >= 1, got {getattr(self, name)}")
-        if self.image_loss < 0:
-            raise ValueError(f"ToyRecipe.image_loss must be >= 0, got {self.image_loss}")
+        for name in ("image_loss", "attention_loss"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ToyRecipe.{name} must be >= 0, got {getattr(self, name)}")
         if self.condition not in TRAINING_CONDITIONS:
             raise ValueError(
                 f"ToyRecipe.condition must be one of {', '.join(TRAINING_CONDITIONS)}, got {self.condition!r} "

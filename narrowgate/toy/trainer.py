@@ -244,8 +244,10 @@ def _train(
         cursor += recipe.batch_images
         choice = torch.randint(5, (len(index),), generator=generator).tolist()
         batch = pack(t, [specs[i] for i in index.tolist()], codes[index], choice, recipe.captions)
-        with training_under(model, knockouts):
+        with training_under(model, knockouts, collect=recipe.attention_loss > 0) as cut_mass:
             total, text_loss = loss(model, batch, recipe.image_loss)
+        if cut_mass:
+            total = total + recipe.attention_loss * torch.stack(cut_mass).mean()
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
