@@ -48,6 +48,33 @@ def test_shipped_checkpoint_learned_the_smoke_task_through_lmms_eval(shipped_sco
     assert abs(scores["last_image_ablated"] - scores["baseline"]) <= 0.05, scores
 
 
+PLANTED = toy.TOY_CHECKPOINT.parent / "toy_chameleon_planted"
+
+
+@pytest.fixture(scope="module")
+def planted_scores() -> dict[str, float]:
+    return toy.smoke_accuracy(PLANTED, ("baseline", "gate_ablated", "gate_only", "image_ablated"))
+
+
+def test_planted_checkpoint_shows_the_narrow_gate_pattern_through_lmms_eval(planted_scores):
+    """Trained with the gate as the only image->text path: cutting the gate is as bad as cutting the
+    image, and leaving only the gate open costs nothing (the natural toy shows the opposite)."""
+    scores = planted_scores
+    assert scores["baseline"] >= 0.9, scores
+    assert abs(scores["gate_only"] - scores["baseline"]) <= 0.05, scores
+    for cut in ("gate_ablated", "image_ablated"):
+        assert scores["baseline"] - scores[cut] >= 0.5, scores
+
+
+def test_planted_checkpoint_is_small_and_matches_its_report(planted_scores):
+    assert toy.folder_bytes(PLANTED) <= 5_000_000
+    recipe = toy.ToyRecipe(**json.loads((PLANTED / toy.RECIPE_FILE).read_text()))
+    assert recipe.condition == "gate_only" and recipe.attention_loss > 0
+    report = json.loads((PLANTED / toy.REPORT_FILE).read_text())
+    for condition, score in planted_scores.items():
+        assert abs(report["smoke_vqa_accuracy"][condition] - score) <= 1 / 32 + 1e-9, (condition, report)
+
+
 def test_shipped_checkpoint_is_small_loads_in_float32_and_matches_its_report(shipped_scores):
     path = toy.toy_checkpoint()
     assert toy.folder_bytes(path) <= 5_000_000
@@ -231,12 +258,12 @@ def test_bad_recipe_fails_naming_the_field(tmp_path, capsys, args, recipe, messa
     assert not (tmp_path / "unused").exists()
 
 
-@pytest.mark.parametrize("collect", [False, True])
+@pytest.mark.parametrize(("semantics", "collect"), [("zero", False), ("zero", True), ("mask", False), ("mask", True)])
 @pytest.mark.parametrize("condition", ["gate_only", "gate_ablated"])
-def test_a_packed_row_trained_under_a_condition_computes_each_prompt_as_the_engine_does(condition, collect):
-    """The trainer's knockout on packed rows equals ``intervene`` on each prompt alone (zero semantics),
-    on the SDPA path and on the eager path that also measures the probability on the cut keys."""
-    from interventions import family_spec, find_layouts, intervene
+def test_a_packed_row_trained_under_a_condition_computes_each_prompt_as_the_engine_does(condition, semantics, collect):
+    """The trainer's knockout on packed rows equals ``intervene`` on each prompt alone, for both
+    semantics, on the SDPA path and on the eager path that also measures the probability on the cut keys."""
+    from interventions import family_spec, find_layouts, intervene, make_condition
     from narrowgate.toy.knockout import prefix_knockouts, training_under
 
     model, processor = toy.build(QUICK)
@@ -249,7 +276,7 @@ def test_a_packed_row_trained_under_a_condition_computes_each_prompt_as_the_engi
     assert knockouts, condition
     ids = family_spec(toy.FAMILY).token_ids(processor.tokenizer)
     with torch.no_grad():
-        with training_under(model, knockouts, collect=collect) as cut_mass:
+        with training_under(model, knockouts, semantics, collect=collect) as cut_mass:
             packed = model.model(
                 input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
             ).last_hidden_state
@@ -268,7 +295,7 @@ def test_a_packed_row_trained_under_a_condition_computes_each_prompt_as_the_engi
                     return_for_text_completion=True,
                 )
                 layouts = find_layouts(inputs["input_ids"], inputs["attention_mask"], ids)
-                with intervene(model, condition, layouts):
+                with intervene(model, make_condition(condition, knockout=semantics), layouts):
                     alone = model.model(**inputs).last_hidden_state[0, len(templates.prefix) :]
                 torch.testing.assert_close(packed[row, start : start + len(suffix)], alone, rtol=0, atol=1e-4)
                 start += len(suffix) + len(templates.answers[spec.answer(kind)])

@@ -43,6 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-captions", action="store_true", help="train on the questions only")
     parser.add_argument(
+        "--knockout", choices=("zero", "mask"), help=f"the --condition's knockout semantics (default {defaults.knockout})"
+    )
+    parser.add_argument(
         "--attention-loss",
         type=float,
         help=f"weight of the attention the --condition's cut edges take (default {defaults.attention_loss})",
@@ -78,6 +81,7 @@ def recipe_from(args: argparse.Namespace) -> ToyRecipe:
         "condition": args.condition,
         "threads": args.threads,
         "attention_loss": args.attention_loss,
+        "knockout": args.knockout,
     }
     base.update({name: value for name, value in given.items() if value is not None})
     if args.no_captions:

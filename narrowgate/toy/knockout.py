@@ -8,12 +8,14 @@ read it), in every layer. Every packed row shares one prefix (bos, start-of-imag
 every prompt segment comes after it, so the prefix's layout holds for every row: "queries after the
 gate" are exactly the segments' tokens.
 
-Why an attention loss (``ToyRecipe.attention_loss``): under ``zero`` a cut key still sits in the
-softmax denominator, so the share left to the kept keys depends on the cut image tokens; a model
-trained under ``gate_only`` alone learns to read the image through that leak (and, run without the
-knockout, reads image tokens it was never trained to read). Penalising the probability the cut edges
-take makes it stop attending to them at all: then the knockout cuts nothing the model uses, and the
-model run without it behaves as under it.
+Planting a gate takes ``mask`` semantics and an attention loss (``ToyRecipe.knockout``,
+``attention_loss``). Under ``zero`` a cut key still sits in the softmax denominator, so the share left to
+the kept keys depends on the image tokens: a toy trained under ``gate_only`` with ``zero`` learns to
+read the image through that leak instead of the gate (measured: ``image_ablated`` as good as
+``gate_only``). ``mask`` has no leak; but a model that never reads the image tokens in training reads
+them with untrained attention when run without the knockout, so the attention loss penalises the
+probability the cut edges would take: the model learns not to attend to them at all, and then runs
+the same with or without the knockout.
 """
 
 from __future__ import annotations
@@ -41,47 +43,59 @@ def prefix_knockouts(condition: str, prefix: Sequence[int], tokenizer) -> tuple[
     return make_condition(condition).knockouts(layout)
 
 
-def _attention(knockouts: tuple[Knockout, ...], cut_mass: list | None, module, query, key, value, attention_mask, **kwargs):
-    """Per block of query rows: SDPA with the values of the keys those rows may not read set to 0, or,
-    when ``cut_mass`` collects, the same computed eagerly, appending the mean probability those rows
-    put on the cut keys (what the attention loss drives to 0)."""
+def _attention(
+    knockouts: tuple[Knockout, ...], semantics: str, cut_mass: list | None, module, query, key, value, attention_mask, **kwargs
+):
+    """Per block of query rows, the keys those rows may not read cut: under ``zero`` on the SDPA path
+    (their values set to 0), or eagerly when the semantics is ``mask`` or ``cut_mass`` collects the
+    mean probability the rows would put on the cut keys without the cut (what the attention loss
+    drives to 0)."""
     length = query.shape[2]
     bounds = sorted({0, length, *(ko.first_query for ko in knockouts if 0 < ko.first_query < length)})
     outputs = []
     for lo, hi in pairwise(bounds):
         cut = sorted({k for ko in knockouts if ko.first_query <= lo for k in ko.keys})
         mask = None if attention_mask is None else attention_mask[:, :, lo:hi]
-        if cut and cut_mass is not None:
-            outputs.append(_eager_zero(module, query[:, :, lo:hi], key, value, mask, cut, cut_mass, **kwargs))
+        rows = query[:, :, lo:hi]
+        if cut and (semantics == "mask" or cut_mass is not None):
+            outputs.append(_eager(module, rows, key, value, mask, cut, semantics, cut_mass, **kwargs))
             continue
         values = value.index_fill(2, torch.tensor(cut, device=value.device), 0.0) if cut else value
-        outputs.append(sdpa_attention_forward(module, query[:, :, lo:hi], key, values, mask, **kwargs)[0])
+        outputs.append(sdpa_attention_forward(module, rows, key, values, mask, **kwargs)[0])
     return torch.cat(outputs, dim=1), None
 
 
-def _eager_zero(module, query, key, value, mask, cut: list[int], cut_mass: list, dropout=0.0, scaling=None, **kwargs):
+def _eager(module, query, key, value, mask, cut, semantics, cut_mass, dropout=0.0, scaling=None, **kwargs):
     groups = query.shape[1] // key.shape[1]
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     scores = torch.matmul(query, key.transpose(2, 3)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
     if mask is not None:
         scores = scores + mask
+    keys = torch.tensor(cut, device=scores.device)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    keys = torch.tensor(cut, device=probs.device)
-    cut_mass.append(probs.index_select(-1, keys).sum(dim=-1).mean())
-    return torch.matmul(probs.index_fill(-1, keys, 0.0), value).transpose(1, 2).contiguous()
+    if cut_mass is not None:
+        cut_mass.append(probs.index_select(-1, keys).sum(dim=-1).mean())
+    if semantics == "mask":
+        probs = torch.softmax(scores.index_fill(-1, keys, float("-inf")), dim=-1, dtype=torch.float32).to(query.dtype)
+    else:
+        probs = probs.index_fill(-1, keys, 0.0)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous()
 
 
 @contextmanager
-def training_under(model: torch.nn.Module, knockouts: tuple[Knockout, ...], collect: bool = False) -> Iterator[list]:
-    """Run the language model's attention with ``knockouts`` cut (nothing changes when there are none).
-    Yields a list that, when ``collect``, receives each layer's mean probability on the cut keys."""
+def training_under(
+    model: torch.nn.Module, knockouts: tuple[Knockout, ...], semantics: str = "zero", collect: bool = False
+) -> Iterator[list]:
+    """Run the language model's attention with ``knockouts`` cut (nothing changes when there are none),
+    with ``zero`` or ``mask`` semantics. Yields a list that, when ``collect``, receives each layer's
+    mean probability on the cut keys (as the softmax would give them without the cut)."""
     cut_mass: list = []
     if not knockouts:
         yield cut_mass
         return
     config = language_model(model).config
     saved = config._attn_implementation_internal
-    AttentionInterface.register(TRAINING_ATTENTION, partial(_attention, knockouts, cut_mass if collect else None))
+    AttentionInterface.register(TRAINING_ATTENTION, partial(_attention, knockouts, semantics, cut_mass if collect else None))
     config._attn_implementation_internal = TRAINING_ATTENTION
     try:
         yield cut_mass

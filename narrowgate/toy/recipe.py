@@ -47,8 +47,9 @@ class ToyRecipe:
     kmeans_images: int = 1000
     kmeans_iters: int = 30
     threads: int = 2
-    # a condition active while training (zero knockout, every layer): "gate_only" plants a narrow gate
+    # a condition active while training (every layer), with its knockout semantics (toy.knockout)
     condition: str = "baseline"
+    knockout: str = "zero"
     # weight of the mean probability that the condition's cut edges take (see toy.knockout): 0 = none
     attention_loss: float = 0.0
 
@@ -72,6 +73,8 @@ class ToyRecipe:
         for name in ("image_loss", "attention_loss"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ToyRecipe.{name} must be >= 0, got {getattr(self, name)}")
+        if self.knockout not in ("zero", "mask"):
+            raise ValueError(f"ToyRecipe.knockout must be zero or mask, got {self.knockout!r}")
         if self.condition not in TRAINING_CONDITIONS:
             raise ValueError(
                 f"ToyRecipe.condition must be one of {', '.join(TRAINING_CONDITIONS)}, got {self.condition!r} "

@@ -234,7 +234,7 @@ def _train(
     knockouts = prefix_knockouts(recipe.condition, t.prefix, processor.tokenizer)
     if knockouts:
         cuts = "; ".join(f"queries from {ko.first_query} read none of {len(ko.keys)} keys" for ko in knockouts)
-        log(f"train-toy: training under {recipe.condition} (zero knockout, every layer): {cuts}")
+        log(f"train-toy: training under {recipe.condition} ({recipe.knockout} knockout, every layer): {cuts}")
     model.train()
     losses, t0 = [], time.perf_counter()
     for step in range(first_step, recipe.steps):
@@ -244,7 +244,7 @@ def _train(
         cursor += recipe.batch_images
         choice = torch.randint(5, (len(index),), generator=generator).tolist()
         batch = pack(t, [specs[i] for i in index.tolist()], codes[index], choice, recipe.captions)
-        with training_under(model, knockouts, collect=recipe.attention_loss > 0) as cut_mass:
+        with training_under(model, knockouts, recipe.knockout, collect=recipe.attention_loss > 0) as cut_mass:
             total, text_loss = loss(model, batch, recipe.image_loss)
         if cut_mass:
             total = total + recipe.attention_loss * torch.stack(cut_mass).mean()
