@@ -58,6 +58,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=TRAINING_CONDITIONS,
         help=f"a condition active while training (default {defaults.condition}); gate_only plants a narrow gate",
     )
+    parser.add_argument(
+        "--init", type=Path, help="fine-tune this toy checkpoint instead of training from scratch (recorded in the report)"
+    )
     parser.add_argument("--skip-measure", action="store_true", help="do not measure the conditions after training")
 
 
@@ -98,9 +101,11 @@ def run(args: argparse.Namespace) -> int:
     resume = resume_file(args.out)
     resume.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    model, processor = train(recipe, resume=resume)
+    model, processor = train(recipe, resume=resume, init=args.init)
     seconds = time.perf_counter() - start
     report: dict = {"train_seconds": round(seconds), "parameters": sum(p.numel() for p in model.parameters())}
+    if args.init is not None:
+        report["init"] = str(args.init)
     out = save(model, processor, recipe, args.out, report)
     resume.unlink(missing_ok=True)
     if not args.skip_measure:

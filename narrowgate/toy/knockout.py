@@ -2,9 +2,9 @@
 
 ``interventions.intervene`` needs the model to build its own mask from a 2D ``attention_mask``; a
 packed row brings its own 4D mask (segments that must not read each other), so the trainer applies the
-same ``Condition.knockouts`` here, with the engine's ``zero`` semantics (a cut key's post-softmax
+same ``Condition.knockouts`` here, with the engine's semantics (``zero``: a cut key's post-softmax
 probability is 0, rows not renormalised, i.e. its value vector is removed from the rows that may not
-read it), in every layer. Every packed row shares one prefix (bos, start-of-image, image, gate), and
+read it; ``mask``: its score is -inf before the softmax), in every layer. Every packed row shares one prefix (bos, start-of-image, image, gate), and
 every prompt segment comes after it, so the prefix's layout holds for every row: "queries after the
 gate" are exactly the segments' tokens.
 
@@ -38,7 +38,7 @@ TRAINING_ATTENTION = "narrowgate_toy_training"
 
 
 def prefix_knockouts(condition: str, prefix: Sequence[int], tokenizer) -> tuple[Knockout, ...]:
-    """The knockouts of ``condition`` (default options, zero semantics) for rows that start with ``prefix``."""
+    """The knockouts of ``condition`` (its default options) for rows that start with ``prefix``."""
     (layout,) = find_layouts(torch.tensor([list(prefix)]), None, family_spec(FAMILY).token_ids(tokenizer))
     return make_condition(condition).knockouts(layout)
 
