@@ -36,8 +36,12 @@ def test_locate_ranks_the_gate_first_only_in_the_planted_toy(toys, examples):
 
 def test_patching_the_gate_flips_the_planted_toys_answers_not_the_natural_ones(toys, examples):
     args = argparse.Namespace(pairs=24, seed=0)
-    flips = {name: patching.run(subject, examples, None, args)[1]["max_flip_fraction_single"] for name, subject in toys.items()}
-    assert flips["planted"] >= 0.8 and flips["toy"] <= 0.1, flips
+    flips = {
+        name: patching.run(subject, examples, None, args)[0].groupby("mode").flip_fraction.max()
+        for name, subject in toys.items()
+    }
+    assert flips["planted"]["cumulative"] >= 0.6 and flips["planted"]["single"] >= 0.3, flips
+    assert flips["toy"].max() <= 0.1, flips
 
 
 def test_the_planted_gates_overlap_with_the_labels_rises_above_the_image_tokens(toys, examples):
