@@ -12,7 +12,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("narrowgate.grid", "run a models x conditions x tasks grid through lmms-eval (resumable)"),
     "leaderboard": ("narrowgate.leaderboard", "tabulate a grid folder: change from baseline with bootstrap CIs"),
     "demo": ("narrowgate.demo", "the smoke grid on tiny checkpoints plus its leaderboard, offline"),
-    "train-toy": ("narrowgate.toy", "train the toy native model (a small Chameleon) on the shapes world"),
+    "train-toy": ("narrowgate.toy.cli", "train the toy native model (a small Chameleon) on the shapes world"),
+    "analyze": ("narrowgate.analyses.cli", "the paper's analyses (attention, gap, overlap, patching, locate, progressive)"),
 }
 
 

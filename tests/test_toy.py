@@ -17,6 +17,7 @@ import torch
 from transformers import AutoProcessor, ChameleonForConditionalGeneration
 
 from narrowgate import cli, toy
+from narrowgate.toy import trainer
 from narrowgate_tasks import shapes
 
 # A recipe small enough to train in seconds: it checks the mechanics, not the accuracy.
@@ -45,6 +46,33 @@ def test_shipped_checkpoint_learned_the_smoke_task_through_lmms_eval(shipped_sco
     assert scores["baseline"] >= 0.6, scores
     assert scores["baseline"] - scores["image_ablated"] >= 0.3, scores
     assert abs(scores["last_image_ablated"] - scores["baseline"]) <= 0.05, scores
+
+
+PLANTED = toy.TOY_CHECKPOINT.parent / "toy_chameleon_planted"
+
+
+@pytest.fixture(scope="module")
+def planted_scores() -> dict[str, float]:
+    return toy.smoke_accuracy(PLANTED, ("baseline", "gate_ablated", "gate_only", "image_ablated"))
+
+
+def test_planted_checkpoint_shows_the_narrow_gate_pattern_through_lmms_eval(planted_scores):
+    """Trained with the gate as the only image->text path: cutting the gate is as bad as cutting the
+    image, and leaving only the gate open costs nothing (the natural toy shows the opposite)."""
+    scores = planted_scores
+    assert scores["baseline"] >= 0.9, scores
+    assert abs(scores["gate_only"] - scores["baseline"]) <= 0.05, scores
+    for cut in ("gate_ablated", "image_ablated"):
+        assert scores["baseline"] - scores[cut] >= 0.5, scores
+
+
+def test_planted_checkpoint_is_small_and_matches_its_report(planted_scores):
+    assert toy.folder_bytes(PLANTED) <= 5_000_000
+    recipe = toy.ToyRecipe(**json.loads((PLANTED / toy.RECIPE_FILE).read_text()))
+    assert recipe.condition == "gate_only" and recipe.attention_loss > 0
+    report = json.loads((PLANTED / toy.REPORT_FILE).read_text())
+    for condition, score in planted_scores.items():
+        assert abs(report["smoke_vqa_accuracy"][condition] - score) <= 1 / 32 + 1e-9, (condition, report)
 
 
 def test_shipped_checkpoint_is_small_loads_in_float32_and_matches_its_report(shipped_scores):
@@ -90,7 +118,7 @@ def test_no_evaluated_drawing_or_held_out_combination_is_trained_on():
 def test_a_packed_row_computes_each_prompt_exactly_as_alone():
     model, processor = toy.build(QUICK)
     specs = toy.eval_specs("seen")[:3]
-    pixel_values = toy._pixel_values(processor, specs)
+    pixel_values = toy.pixel_values_of(processor, specs)
     toy.fit_codebook(model, pixel_values, iters=2, seed=0)
     templates = toy.templates(processor)
     choice = [0, 3, 4]
@@ -140,7 +168,7 @@ def test_shipped_codes_separate_colours():
 
     model, processor = toy.load()
     specs = [spec for split in toy.SPLITS for spec in toy.eval_specs(split)]
-    pixel_values = toy._pixel_values(processor, specs)
+    pixel_values = toy.pixel_values_of(processor, specs)
     codes = toy.image_tokens(model, pixel_values)
 
     def ink(pixels: torch.Tensor) -> torch.Tensor:  # mean distance from white per patch
@@ -176,8 +204,8 @@ def test_training_is_deterministic_for_a_seed_and_resumes_exactly(tmp_path, monk
     other_seed = toy.train(dataclasses.replace(QUICK, seed=1), log=quiet)[0].state_dict()
     assert not all(torch.equal(uninterrupted[name], other_seed[name]) for name in uninterrupted)
 
-    monkeypatch.setattr(toy, "RESUME_EVERY", 1)
-    real_loss, calls = toy.loss, []
+    monkeypatch.setattr(trainer, "RESUME_EVERY", 1)
+    real_loss, calls = trainer.loss, []
 
     def crash_at_third_step(*args, **kwargs):
         calls.append(None)
@@ -186,10 +214,10 @@ def test_training_is_deterministic_for_a_seed_and_resumes_exactly(tmp_path, monk
         return real_loss(*args, **kwargs)
 
     state = tmp_path / "state.pt"
-    monkeypatch.setattr(toy, "loss", crash_at_third_step)
+    monkeypatch.setattr(trainer, "loss", crash_at_third_step)
     with pytest.raises(KeyboardInterrupt):
         toy.train(QUICK, log=quiet, resume=state)
-    monkeypatch.setattr(toy, "loss", real_loss)
+    monkeypatch.setattr(trainer, "loss", real_loss)
     lines: list[str] = []
     resumed = toy.train(QUICK, log=lines.append, resume=state)[0].state_dict()
     assert any("resuming at step 2" in line for line in lines), lines
@@ -228,3 +256,46 @@ def test_bad_recipe_fails_naming_the_field(tmp_path, capsys, args, recipe, messa
     assert cli.main(["train-toy", "--out", str(tmp_path / "unused"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "unused").exists()
+
+
+@pytest.mark.parametrize(("semantics", "collect"), [("zero", False), ("zero", True), ("mask", False), ("mask", True)])
+@pytest.mark.parametrize("condition", ["gate_only", "gate_ablated"])
+def test_a_packed_row_trained_under_a_condition_computes_each_prompt_as_the_engine_does(condition, semantics, collect):
+    """The trainer's knockout on packed rows equals ``intervene`` on each prompt alone, for both
+    semantics, on the SDPA path and on the eager path that also measures the probability on the cut keys."""
+    from interventions import family_spec, find_layouts, intervene, make_condition
+    from narrowgate.toy.knockout import prefix_knockouts, training_under
+
+    model, processor = toy.build(QUICK)
+    specs = toy.eval_specs("seen")[:2]
+    pixel_values = toy.pixel_values_of(processor, specs)
+    toy.fit_codebook(model, pixel_values, iters=2, seed=0)
+    templates = toy.templates(processor)
+    batch = toy.pack(templates, specs, toy.image_tokens(model, pixel_values), [0, 1], captions=False)
+    knockouts = prefix_knockouts(condition, templates.prefix, processor.tokenizer)
+    assert knockouts, condition
+    ids = family_spec(toy.FAMILY).token_ids(processor.tokenizer)
+    with torch.no_grad():
+        with training_under(model, knockouts, semantics, collect=collect) as cut_mass:
+            packed = model.model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+            ).last_hidden_state
+        assert len(cut_mass) == (QUICK.num_hidden_layers if collect else 0)
+        assert all(0 < float(mass) < 1 for mass in cut_mass)
+        unchanged = model.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        ).last_hidden_state
+        assert not torch.allclose(packed, unchanged, atol=1e-3), "the condition changed nothing"
+        for row, spec in enumerate(specs):
+            start = len(templates.prefix)
+            for kind in shapes.QUESTION_KINDS:
+                suffix = templates.suffixes[kind]
+                inputs = processor(
+                    text=[toy.prompt_text(kind)], images=[shapes.draw(spec)], return_tensors="pt",
+                    return_for_text_completion=True,
+                )
+                layouts = find_layouts(inputs["input_ids"], inputs["attention_mask"], ids)
+                with intervene(model, make_condition(condition, knockout=semantics), layouts):
+                    alone = model.model(**inputs).last_hidden_state[0, len(templates.prefix) :]
+                torch.testing.assert_close(packed[row, start : start + len(suffix)], alone, rtol=0, atol=1e-4)
+                start += len(suffix) + len(templates.answers[spec.answer(kind)])

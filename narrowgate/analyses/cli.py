@@ -1,0 +1,90 @@
+"""``narrowgate analyze NAME --model M --output DIR``: one of the paper's analyses on any checkpoint.
+
+``--model`` is a checkpoint path with ``--family``, or a shipped toy: ``toy`` (the natural toy Chameleon)
+or ``planted`` (trained with the gate as the only image->text path). ``--data`` is ``shapes`` (bundled,
+the default), ``folder:NAME`` or ``flickr30k`` (from ``$NARROWGATE_DATA_DIR``, see
+``narrowgate.analyses.data``). Writes ``DIR/NAME.csv``, ``DIR/NAME.json`` (with a summary) and
+``DIR/NAME.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from . import ANALYSES
+
+# analysis-specific options: flag -> (default, help), and which analyses read it
+OPTIONS = {
+    "--k": (30, "neighbours for chi (capped at n - 1)", ("overlap", "progressive")),
+    "--pairs": (48, "base/target image pairs", ("patching", "locate")),
+    "--after": (1, "prompt tokens after the gate that are candidates", ("locate",)),
+    "--min-cluster-size": (5, "HDBSCAN's minimum cluster size", ("gap",)),
+}
+
+
+def module(name: str):
+    return importlib.import_module(f"narrowgate.analyses.{name}")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from interventions.conditions import CONDITIONS, KNOCKOUTS
+
+    subparsers = parser.add_subparsers(dest="analysis", required=True, metavar="NAME")
+    for name in ANALYSES:
+        analysis = module(name)
+        sub = subparsers.add_parser(name, help=analysis.HELP, description=analysis.__doc__)
+        sub.add_argument("--model", required=True, help="checkpoint path (with --family), or the shipped toy / planted")
+        sub.add_argument("--family", help="the checkpoint's family (narrowgate tiny --list)")
+        sub.add_argument("--data", default="shapes", help="shapes (default), folder:NAME or flickr30k")
+        sub.add_argument("-n", "--n", type=int, default=96, help="examples (default 96)")
+        sub.add_argument("--output", required=True, type=Path, help="folder for NAME.csv, NAME.json, NAME.png")
+        sub.add_argument("--condition", default="baseline", choices=list(CONDITIONS), help="run under this condition")
+        sub.add_argument("--layers", help="the condition's layers (all by default; e.g. 0-3+8, last:2)")
+        sub.add_argument("--knockout", default="zero", choices=KNOCKOUTS, help="knockout semantics (default zero)")
+        sub.add_argument("--batch-size", type=int, default=16)
+        sub.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+        sub.add_argument("--dtype", help="float32, bfloat16, ... (default: the wrapper's)")
+        sub.add_argument("--seed", type=int, default=0, help="pairs and random token choices")
+        for flag, (default, text, readers) in OPTIONS.items():
+            if name in readers:
+                sub.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from .data import load_examples
+    from .output import write_results
+    from .subject import Subject, condition_from, resolve_model
+
+    analysis = module(args.analysis)
+    try:
+        family, pretrained = resolve_model(args.model, args.family)
+        condition = condition_from(args)
+        examples = load_examples(args.data, args.n)
+    except (OSError, ValueError) as error:
+        print(f"narrowgate analyze {args.analysis}: {error}", file=sys.stderr)
+        return 2
+    subject = Subject(family, pretrained, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    if condition is not None:
+        condition.layer_indices(subject.num_layers)
+    try:
+        table, summary, figure = analysis.run(subject, examples, condition, args)
+    except ValueError as error:
+        print(f"narrowgate analyze {args.analysis}: {error}", file=sys.stderr)
+        return 2
+    summary = {
+        "analysis": args.analysis,
+        **subject.describe(),
+        "data": examples.name,
+        "n": len(examples),
+        "condition": (condition.to_dict() if condition else {"name": "baseline"}),
+        **summary,
+    }
+    paths = write_results(args.output, args.analysis, table, summary, figure)
+    print(f"narrowgate analyze {args.analysis}: wrote {', '.join(str(p) for p in paths.values())}")
+    return 0

@@ -1,0 +1,93 @@
+"""The toy's recipe (everything that determines its weights) and where the shipped checkpoint lives."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from narrowgate_tasks import shapes
+
+TOY_CHECKPOINT = Path(__file__).parents[1] / "assets" / "toy_chameleon"
+FAMILY = "chameleon"
+RECIPE_FILE = "toy_recipe.json"
+REPORT_FILE = "toy_report.json"
+
+# Combinations never drawn for training: the held-out test set measures compositional generalisation.
+N_HELD_OUT, HELD_OUT_SEED = 6, 0
+TRAIN_COMBOS, HELD_OUT_COMBOS = shapes.split_combos(N_HELD_OUT, HELD_OUT_SEED)
+# Jittered test drawings (in-process measures), from their own random stream.
+TEST_SEED, N_TEST = 1_000_003, 96
+SPLITS: tuple[str, ...] = ("smoke", "seen", "held_out")
+CAPTION_KIND = "caption"
+# The recipe fields that set the text model's config (the rest of the config is the tiny Chameleon's).
+ARCHITECTURE = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+# Conditions a toy can be trained under: the deterministic attention knockouts.
+TRAINING_CONDITIONS: tuple[str, ...] = ("baseline", "gate_ablated", "gate_only", "image_ablated", "last_image_ablated")
+
+
+@dataclass(frozen=True)
+class ToyRecipe:
+    """Everything that determines the toy model. Text-model sizes follow ``narrowgate.tiny.TEXT``'s keys."""
+
+    seed: int = 0
+    steps: int = 1500
+    batch_images: int = 16  # each image gives one row per question kind, plus a caption row
+    lr: float = 3e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    n_train_images: int = 6000
+    captions: bool = True
+    image_loss: float = 1.0
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    kmeans_images: int = 1000
+    kmeans_iters: int = 30
+    threads: int = 2
+    # a condition active while training (every layer), with its knockout semantics (toy.knockout)
+    condition: str = "baseline"
+    knockout: str = "zero"
+    # weight of the mean probability that the condition's cut edges take (see toy.knockout): 0 = none
+    attention_loss: float = 0.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), type(field.default)
+            ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            if not ok and not (kind is float and isinstance(value, int) and not isinstance(value, bool)):
+                raise ValueError(f"ToyRecipe.{field.name} must be {kind.__name__}, got {value!r}")
+        for name in (
+            "steps",
+            "batch_images",
+            "n_train_images",
+            "hidden_size",
+            "num_hidden_layers",
+            "kmeans_images",
+            "threads",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ToyRecipe.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("image_loss", "attention_loss"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ToyRecipe.{name} must be >= 0, got {getattr(self, name)}")
+        if self.knockout not in ("zero", "mask"):
+            raise ValueError(f"ToyRecipe.knockout must be zero or mask, got {self.knockout!r}")
+        if self.condition not in TRAINING_CONDITIONS:
+            raise ValueError(
+                f"ToyRecipe.condition must be one of {', '.join(TRAINING_CONDITIONS)}, got {self.condition!r} "
+                "(gate_randomized and random_image_ablated draw per example, which a packed row does not have)"
+            )
+
+
+def toy_checkpoint() -> Path:
+    """The shipped toy checkpoint's folder; a clear error when the package was installed without it."""
+    if not (TOY_CHECKPOINT / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the toy checkpoint is missing from {TOY_CHECKPOINT}; reinstall narrowgate with its package data or "
+            f"rebuild it: narrowgate train-toy --out {TOY_CHECKPOINT}"
+        )
+    return TOY_CHECKPOINT
+

@@ -1,0 +1,308 @@
+"""The toy's trainer: packed rows (one per drawing, its prompts sharing the image prefix), the loss,
+and the deterministic, resumable training loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from narrowgate_tasks import shapes
+
+from .knockout import prefix_knockouts, training_under
+from .model import build, fit_codebook, image_tokens, load, pixel_values_of
+from .recipe import ARCHITECTURE, CAPTION_KIND, FAMILY, ToyRecipe
+from .world import _derived_seed, prompt_text, train_specs
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import ChameleonForConditionalGeneration, ProcessorMixin
+
+
+@dataclass(frozen=True)
+class Templates:
+    """Token ids of the training prompts, split where they stop sharing tokens.
+
+    Every prompt is ``prefix`` (bos, start-of-image, ``<image>`` x 64, the gate) followed by the
+    request of its kind (``suffixes``), exactly as the processor tokenizes ``prompt_text(kind)``.
+    """
+
+    prefix: tuple[int, ...]
+    suffixes: dict[str, tuple[int, ...]]  # kind (question kinds and "caption") -> ids after the gate
+    answers: dict[str, tuple[int, ...]]  # answer word -> its ids + eos
+    captions: dict[shapes.Combo, tuple[tuple[int, ...], ...]]  # combo -> each reference caption's ids + eos
+    image_id: int
+    pad_id: int
+
+
+def templates(processor: ProcessorMixin) -> Templates:
+    from PIL import Image
+
+    from interventions import family_spec
+
+    tokenizer = processor.tokenizer
+    (gate,) = family_spec(FAMILY).token_ids(tokenizer).gate
+    blank = Image.new("RGB", (32, 32), shapes.BACKGROUND)
+    prefixes, suffixes = set(), {}
+    for kind in [*shapes.QUESTION_KINDS, CAPTION_KIND]:
+        ids = processor(text=[prompt_text(kind)], images=[blank], return_for_text_completion=True)["input_ids"][
+            0
+        ].tolist()
+        cut = ids.index(gate) + 1
+        prefixes.add(tuple(ids[:cut]))
+        suffixes[kind] = tuple(ids[cut:])
+    if len(prefixes) != 1:
+        raise ValueError(f"the toy prompts do not share their image prefix: {sorted(prefixes)}")
+
+    def ids(text: str) -> tuple[int, ...]:
+        return (*tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id)
+
+    words = sorted({word for kind in shapes.QUESTION_KINDS for word in shapes.vocabulary(kind)})
+    captions = {combo: tuple(ids(c) for c in shapes.ShapeSpec(*combo).captions()) for combo in shapes.ALL_COMBOS}
+    image_id = tokenizer.convert_tokens_to_ids(family_spec(FAMILY).placeholder)
+    return Templates(prefixes.pop(), suffixes, {w: ids(w) for w in words}, captions, image_id, tokenizer.pad_token_id)
+
+
+@dataclass(frozen=True)
+class Packed:
+    """One training batch: one row per drawing, its image prefix shared by all of its prompts.
+
+    A row is the prefix (image placeholders replaced by the drawing's VQ tokens, which is what the model
+    does with ``pixel_values``) followed by one segment per prompt (request + target). ``attention_mask``
+    (additive, rows x 1 x L x L) lets a segment read the prefix and its own earlier tokens only, and
+    ``position_ids`` restart every segment right after the prefix, so each segment is computed exactly as
+    its prompt would be alone; the prefix is computed once instead of once per prompt.
+    ``text_targets``: the next token where it is a target (answer, eos, caption), else -100.
+    ``predicts_code``: positions whose next token is an image token (the "native" objective).
+    """
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    text_targets: torch.Tensor
+    predicts_code: torch.Tensor
+
+
+def pack(
+    t: Templates, specs: Sequence[shapes.ShapeSpec], codes: torch.Tensor, caption_choice: Sequence[int], captions: bool
+) -> Packed:
+    """The batch of ``specs`` (drawings) with their VQ tokens ``codes``; ``caption_choice``: which
+    reference caption each drawing is trained on (when ``captions``)."""
+    import torch
+
+    rows = []  # (ids, segment of each token, position ids, targets)
+    for spec, image_codes, choice in zip(specs, codes.tolist(), caption_choice, strict=True):
+        codes_left = iter(image_codes)
+        ids = [next(codes_left) if token == t.image_id else token for token in t.prefix]
+        segment, positions, targets = [0] * len(ids), list(range(len(ids))), [-100] * len(ids)
+        answers = {kind: t.answers[spec.answer(kind)] for kind in shapes.QUESTION_KINDS}
+        if captions:
+            answers[CAPTION_KIND] = t.captions[spec.combo][choice]
+        for number, (kind, answer) in enumerate(answers.items(), start=1):
+            part = [*t.suffixes[kind], *answer]
+            ids += part
+            segment += [number] * len(part)
+            positions += range(len(t.prefix), len(t.prefix) + len(part))
+            targets += [-100] * (len(t.suffixes[kind]) - 1) + list(answer) + [-100]
+        rows.append((ids, segment, positions, targets))
+    length = max(len(ids) for ids, *_ in rows)
+    n = len(rows)
+    input_ids = torch.full((n, length), t.pad_id)
+    segments = torch.full((n, length), -1)
+    position_ids = torch.zeros((n, length), dtype=torch.long)
+    text_targets = torch.full((n, length), -100)
+    for r, (ids, segment, positions, targets) in enumerate(rows):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        segments[r, : len(ids)] = torch.tensor(segment)
+        position_ids[r, : len(ids)] = torch.tensor(positions)
+        text_targets[r, : len(ids)] = torch.tensor(targets)
+    index = torch.arange(length)
+    causal = index[None, :] <= index[:, None]
+    query, key = segments[:, :, None], segments[:, None, :]
+    allowed = causal & (((key == 0) & (query >= 0)) | (key == query))  # padding (-1) reads itself only
+    attention_mask = torch.zeros((n, 1, length, length)).masked_fill(~allowed[:, None], torch.finfo(torch.float32).min)
+    image = torch.tensor([token == t.image_id for token in t.prefix])
+    first, last = int(image.nonzero()[0]), int(image.nonzero()[-1])
+    predicts_code = torch.zeros((n, length), dtype=torch.bool)
+    predicts_code[:, first:last] = True  # the next token is an image token (all but the first)
+    return Packed(input_ids, position_ids, attention_mask, text_targets, predicts_code)
+
+
+def loss(model: ChameleonForConditionalGeneration, batch: Packed, image_loss: float) -> tuple[torch.Tensor, float]:
+    """(loss to minimise, text loss): cross-entropy of the text targets (image tokens excluded from the
+    softmax, as the model's forward does) plus ``image_loss`` x cross-entropy of the next image token
+    over the image codes only."""
+    import torch
+    import torch.nn.functional as F
+
+    hidden = model.model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+    ).last_hidden_state
+    image_cols = torch.tensor(model.model.vocabulary_mapping.image_tokens)
+    text = batch.text_targets >= 0
+    logits = model.lm_head(hidden[text])
+    logits[:, image_cols] = torch.finfo(logits.dtype).min
+    total = F.cross_entropy(logits, batch.text_targets[text])
+    text_loss = float(total.detach())
+    if image_loss > 0:
+        code_logits = model.lm_head(hidden[batch.predicts_code])[:, image_cols]
+        next_codes = batch.input_ids[:, 1:][batch.predicts_code[:, :-1]]
+        total = total + image_loss * F.cross_entropy(code_logits, torch.searchsorted(image_cols, next_codes))
+    return total, text_loss
+
+
+RESUME_EVERY = 100  # optimizer steps between saved training states
+
+
+def train(
+    recipe: ToyRecipe, log: Callable[[str], None] = print, resume: Path | None = None, init: Path | None = None
+) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
+    """Build, fit the codebook and train the toy model; deterministic for the recipe (see module doc).
+
+    ``resume``: a file for the training state, written every ``RESUME_EVERY`` steps; a run that finds
+    a state of the same recipe there continues from it, to the same weights as an uninterrupted run.
+    ``init``: fine-tune this toy checkpoint (its weights and VQ codebook; the recipe's architecture
+    must match it) instead of building and fitting a new one.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.threads)
+    try:
+        return _train(recipe, log, resume, init)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    recipe: ToyRecipe, log: Callable[[str], None], resume: Path | None, init: Path | None
+) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
+    import torch
+
+    start = time.perf_counter()
+    model, processor = build(recipe) if init is None else _start_from(init, recipe)
+    specs = train_specs(recipe)
+    pixel_values = pixel_values_of(processor, specs)
+    if init is None:
+        fit_codebook(model, pixel_values[: recipe.kmeans_images], recipe.kmeans_iters, recipe.seed)
+    codes = image_tokens(model, pixel_values)
+    used = len(torch.unique(codes))
+    log(
+        f"train-toy: {len(specs)} training drawings, {used} of {model.config.vq_config.num_embeddings} codes used "
+        f"({'codebook fitted' if init is None else f'starting from {init}'}) in {time.perf_counter() - start:.0f}s"
+    )
+    t = templates(processor)
+
+    for parameter in model.model.vqmodel.parameters():
+        parameter.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    log(
+        f"train-toy: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters "
+        f"({sum(p.numel() for p in trainable) / 1e6:.2f} M trained), {recipe.steps} steps of {recipe.batch_images} drawings"
+    )
+    optimizer = torch.optim.AdamW(trainable, lr=recipe.lr, betas=(0.9, 0.98), weight_decay=recipe.weight_decay)
+
+    def schedule(step: int) -> float:
+        if step < recipe.warmup:
+            return (step + 1) / recipe.warmup
+        progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    generator = torch.Generator().manual_seed(_derived_seed("order", recipe.seed))
+    order, cursor, first_step = torch.randperm(len(specs), generator=generator), 0, 0
+    # the state also names the training tokens, so a state written by other code is never resumed
+    identity = {
+        "recipe": dataclasses.asdict(recipe),
+        "tokens": hashlib.sha256(codes.numpy().tobytes()).hexdigest(),
+        "init": None if init is None else str(init),
+    }
+    state = _read_state(resume, identity, log)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        order, cursor, first_step = state["order"], state["cursor"], state["step"]
+        log(f"train-toy: resuming at step {first_step} from {resume}")
+    knockouts = prefix_knockouts(recipe.condition, t.prefix, processor.tokenizer)
+    if knockouts:
+        cuts = "; ".join(f"queries from {ko.first_query} read none of {len(ko.keys)} keys" for ko in knockouts)
+        log(f"train-toy: training under {recipe.condition} ({recipe.knockout} knockout, every layer): {cuts}")
+    model.train()
+    losses, t0 = [], time.perf_counter()
+    for step in range(first_step, recipe.steps):
+        if cursor + recipe.batch_images > len(order):
+            order, cursor = torch.randperm(len(specs), generator=generator), 0
+        index = order[cursor : cursor + recipe.batch_images]
+        cursor += recipe.batch_images
+        choice = torch.randint(5, (len(index),), generator=generator).tolist()
+        batch = pack(t, [specs[i] for i in index.tolist()], codes[index], choice, recipe.captions)
+        with training_under(model, knockouts, recipe.knockout, collect=recipe.attention_loss > 0) as cut_mass:
+            total, text_loss = loss(model, batch, recipe.image_loss)
+        if cut_mass:
+            total = total + recipe.attention_loss * torch.stack(cut_mass).mean()
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(text_loss)
+        done = step + 1
+        if done % 50 == 0 or done == recipe.steps:
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / (done - first_step) * (recipe.steps - done)
+            log(
+                f"train-toy: step {done}/{recipe.steps} text loss {sum(losses[-50:]) / len(losses[-50:]):.3f} "
+                f"({elapsed:.0f}s, {eta:.0f}s left)"
+            )
+        if resume is not None and done % RESUME_EVERY == 0 and done < recipe.steps:
+            state = {
+                "identity": identity,
+                "step": done,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "order": order,
+                "cursor": cursor,
+            }
+            tmp = resume.with_name(resume.name + ".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, resume)
+    model.eval()
+    return model, processor
+
+
+def _start_from(init: Path, recipe: ToyRecipe) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
+    """A toy checkpoint to fine-tune, checked against the recipe's architecture."""
+    model, processor = load(init)
+    differ = {
+        name: (getattr(model.config, name), getattr(recipe, name))
+        for name in ARCHITECTURE
+        if getattr(model.config, name) != getattr(recipe, name)
+    }
+    if differ:
+        raise ValueError(f"{init}: the checkpoint's architecture differs from the recipe's (checkpoint, recipe): {differ}")
+    return model, processor
+
+
+def _read_state(resume: Path | None, identity: dict, log: Callable[[str], None]) -> dict | None:
+    """The training state saved at ``resume`` if it belongs to this run (same recipe and training
+    tokens); loaded with ``weights_only`` (tensors and plain values only)."""
+    import torch
+
+    if resume is None or not resume.is_file():
+        return None
+    state = torch.load(resume, weights_only=True)
+    if state.get("identity") != identity:
+        log(f"train-toy: not resuming from {resume}: it was written for another recipe or other training data")
+        return None
+    return state
+
