@@ -95,7 +95,7 @@ FAMILIES: dict[str, FamilySpec] = {
             image_tokens=("<image>",),
         ),
         # No end-of-image token: the authors gave the image its own chat turn, so the turn's <|im_end|>
-        # follows the run and is the gate (PROTOCOL.md §2). Declared, so that a prompt that puts anything
+        # follows the run and is the gate (docs/protocol.md §2). Declared, so that a prompt that puts anything
         # else after the image fails instead of moving the gate.
         FamilySpec(
             name="llava_onevision",

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("interventions", "model_wrappers", "narrowgate", "narrowgate_tasks")
 # Declared without an import: runtime tools and constraints, each explained in setup.cfg.
-DECLARED_NOT_IMPORTED = {"accelerate", "pandas", "filelock"}
+DECLARED_NOT_IMPORTED = {"accelerate", "filelock"}
 
 
 def setup_cfg() -> configparser.ConfigParser:

@@ -1,5 +1,5 @@
 """The protocol a config claims is the protocol that runs: each family's exact prompt, its gate where the
-protocol puts it, and the attention implementation the user asked for (PROTOCOL.md §2, §4)."""
+protocol puts it, and the attention implementation the user asked for (docs/protocol.md §2, §4)."""
 
 from __future__ import annotations
 

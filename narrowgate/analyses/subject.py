@@ -1,7 +1,7 @@
 """The model under analysis: any family's checkpoint loaded through its lmms-eval wrapper (so prompts,
 processor options and layouts are exactly the benchmark's), with the few passes the analyses need.
 
-Positions are read per row from its Layout; the token groups follow PROTOCOL.md §2: ``gate`` (Emu3:
+Positions are read per row from its Layout; the token groups follow docs/protocol.md §2: ``gate`` (Emu3:
 both end tokens), ``last`` (the image token before the gate), ``image`` (the other image tokens),
 ``special`` (start-of-image tokens and special tokens such as bos before the image) and ``text`` (other
 prompt tokens before the image). Every pass runs in batches with a progress bar and keeps only what it
