@@ -4,6 +4,8 @@ condition gives it alone: same tokens, same logits, for every family and conditi
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from tiny_cases import CONDITION_CASES, TINY_CASES, load, same_size_pair
@@ -45,3 +47,65 @@ def test_wrong_batch_is_refused(tiny_dir, images):
     with intervene_each(tiny.model, ["baseline", "gate_ablated"], tiny.layouts(inputs)):
         with pytest.raises(ValueError, match=r"2 conditions x 2 rows = 4; pass the inputs through the block's expand"):
             tiny.logits(inputs)
+
+
+# ------------------------------------------------------------------------------------------------ the grid
+
+GRID_CONFIG = """
+tasks: [narrowgate_smoke_vqa]
+limit: 3                 # batches of 2 and 1: left padding and a partial batch
+model_args: {batch_size: 2}
+conditions:
+  - baseline
+  - {name: gate_ablated, knockout: mask}
+  - {name: gate_only, layers: "last:1"}
+  - {name: random_image_ablated, k: 2, repeats: 2}
+  - gate_randomized
+models:
+  - {name: tiny-chameleon, family: chameleon, tiny: {seed: 0}}
+  - {name: tiny-llava, family: llava, tiny: {seed: 0}}
+"""
+
+
+def grid_outputs(output) -> dict:
+    """Every cell's metrics and samples (outputs, scores, audits; the checkpoint folder left out)."""
+    cells = {}
+    for marker in sorted(output.glob("*/*/*/cell.json")):
+        record = json.loads(marker.read_text())
+        folder = marker.parent
+        task = record["spec"]["task"]
+        samples = [json.loads(line) for line in (folder / record["samples"]).read_text().splitlines()]
+        for sample in samples:
+            sample["narrowgate"].pop("pretrained")
+        metrics = json.loads((folder / record["results"]).read_text())["results"][task]
+        cells[str(folder.relative_to(output))] = (metrics, sorted(samples, key=lambda s: s["doc_id"]), record["lmms_eval"]["model"])
+    return cells
+
+
+def test_batched_grid_equals_the_sequential_grid(tmp_path, monkeypatch):
+    """Token-identical answers, the same metrics and per-condition audits, one generation pass per model
+    and task (with --max-rows 4: two conditions x batch 2 per forward); each cell still its own run."""
+    from model_wrappers.base import NarrowgateModel
+    from narrowgate.grid import load_config, run_grid
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(GRID_CONFIG)
+    config = load_config(path)
+    sequential = run_grid(config, tmp_path / "sequential", sequential=True)
+
+    passes = []
+    real = NarrowgateModel._generate
+
+    def counted(model, requests, conditions):
+        passes.append((model.family, len(requests), len(conditions)))
+        return real(model, requests, conditions)
+
+    monkeypatch.setattr(NarrowgateModel, "_generate", counted)
+    batched = run_grid(config, tmp_path / "batched", max_rows=4)
+    assert not sequential.failed and not batched.failed, [(s.cell, s.error) for s in batched.failed + sequential.failed]
+    assert passes == [("chameleon", 3, 6), ("llava", 3, 6)]
+    expected, got = grid_outputs(tmp_path / "sequential"), grid_outputs(tmp_path / "batched")
+    assert len(expected) == 12 and set(got) == set(expected)
+    assert len({json.dumps(cell[1][0]["filtered_resps"]) for cell in expected.values()}) > 4, "the answers barely differ"
+    for cell in expected:
+        assert got[cell] == expected[cell], cell
