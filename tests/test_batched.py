@@ -44,9 +44,9 @@ def test_conditions_side_by_side_equal_each_alone(tiny_dir, images, family):
 def test_wrong_batch_is_refused(tiny_dir, images):
     tiny = load(tiny_dir, "chameleon")
     inputs = tiny.inputs(same_size_pair(images))
-    with intervene_each(tiny.model, ["baseline", "gate_ablated"], tiny.layouts(inputs)):
-        with pytest.raises(ValueError, match=r"2 conditions x 2 rows = 4; pass the inputs through the block's expand"):
-            tiny.logits(inputs)
+    refused = pytest.raises(ValueError, match=r"2 conditions x 2 rows = 4; pass the inputs through the block's expand")
+    with intervene_each(tiny.model, ["baseline", "gate_ablated"], tiny.layouts(inputs)), refused:
+        tiny.logits(inputs)
 
 
 # ------------------------------------------------------------------------------------------------ the grid
