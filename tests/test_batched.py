@@ -109,3 +109,25 @@ def test_batched_grid_equals_the_sequential_grid(tmp_path, monkeypatch):
     assert len({json.dumps(cell[1][0]["filtered_resps"]) for cell in expected.values()}) > 4, "the answers barely differ"
     for cell in expected:
         assert got[cell] == expected[cell], cell
+
+    # A pass that does not fit splits itself: a GPU out-of-memory error (injected above 4 rows, i.e. 2
+    # conditions x batch 2) makes each pass redo its conditions in halves; the outputs stay the same.
+    import transformers
+
+    model_class = transformers.ChameleonForConditionalGeneration
+    generate, rows = model_class.generate, []
+
+    def short_of_memory(model, **inputs):
+        rows.append(len(inputs["input_ids"]))
+        if rows[-1] > 4:
+            raise torch.OutOfMemoryError("injected: CUDA out of memory")
+        return generate(model, **inputs)
+
+    monkeypatch.setattr(model_class, "generate", short_of_memory)
+    split = run_grid(config, tmp_path / "split", only=["tiny-chameleon/*"])
+    assert not split.failed, [(s.cell, s.error) for s in split.failed]
+    assert rows[:4] == [12, 6, 2, 4], rows  # 6 conditions, then 3 + 3 (each as 1 + 2), per batch
+    got = grid_outputs(tmp_path / "split")
+    assert set(got) == {cell for cell in expected if cell.startswith("tiny-chameleon/")}
+    for cell in got:
+        assert got[cell] == expected[cell], cell
