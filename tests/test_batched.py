@@ -21,18 +21,21 @@ CONDITIONS = [make_condition(name, knockout=knockout, k=3) for name, knockout in
 ]
 
 
-@pytest.mark.parametrize("family", TINY_CASES)
-def test_conditions_side_by_side_equal_each_alone(tiny_dir, images, family):
+@pytest.mark.parametrize(
+    "family, reference", [(family, False) for family in TINY_CASES] + [("chameleon", True), ("llava", True)]
+)
+def test_conditions_side_by_side_equal_each_alone(tiny_dir, images, family, reference):
+    """The fast path on every tiny checkpoint; the eager post-softmax reference on two."""
     tiny = load(tiny_dir, family)
     inputs = tiny.inputs(same_size_pair(images))
     layouts = tiny.layouts(inputs)
     assert layouts[0].first != layouts[1].first, "the batch is not padded; the test proves nothing"
     batch = len(layouts)
-    with intervene_each(tiny.model, CONDITIONS, layouts) as expand:
+    with intervene_each(tiny.model, CONDITIONS, layouts, reference=reference) as expand:
         together, together_logits = tiny.generate(expand(inputs), NEW_TOKENS)
     distinct = set()
     for index, condition in enumerate(CONDITIONS):
-        with intervene(tiny.model, condition, layouts):
+        with intervene(tiny.model, condition, layouts, reference=reference):
             alone, alone_logits = tiny.generate(inputs, NEW_TOKENS)
         rows = slice(index * batch, (index + 1) * batch)
         assert torch.equal(together[rows], alone), condition
