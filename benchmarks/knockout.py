@@ -123,6 +123,16 @@ def memory_growth(args_and_variant) -> float:
     args, variant = args_and_variant
     torch.set_num_threads(args.threads)
     model, inputs, layouts, _ = build(args.hidden, args.heads)
+
+    def run():
+        with context(model, variant, layouts):
+            prefill(model, inputs)
+
+    return peak_growth_mb(run)
+
+
+def peak_growth_mb(fn) -> float:
+    """Peak resident-memory growth (MB) while ``fn()`` runs, sampled every millisecond."""
     peak, done = [0.0], threading.Event()
 
     def sample():
@@ -134,10 +144,11 @@ def memory_growth(args_and_variant) -> float:
     before = resident_mb()
     sampler = threading.Thread(target=sample)
     sampler.start()
-    with context(model, variant, layouts):
-        prefill(model, inputs)
-    done.set()
-    sampler.join()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
     return peak[0] - before
 
 

@@ -8,7 +8,7 @@ gate: randomisation, recording and patching of the gate's hidden state.
 from .conditions import CONDITIONS, Condition, Knockout, make_condition
 from .families import FAMILIES, FamilyIds, FamilySpec, family_spec
 from .gate import GateRecording, patch_gate, record_gate
-from .intervene import intervene
+from .intervene import intervene, intervene_each
 from .layouts import ImageSpan, Layout, find_layouts
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "family_spec",
     "find_layouts",
     "intervene",
+    "intervene_each",
     "make_condition",
     "patch_gate",
     "record_gate",

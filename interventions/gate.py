@@ -22,13 +22,13 @@ from .session import Forward, PerDevice, bound
 class _GatePart:
     """The gate positions of a batch of layouts, located in the current forward."""
 
-    def __init__(self, layouts: Sequence[Layout], layers: Sequence[int], what: str):
+    def __init__(self, layouts: Sequence[Layout], layers: Sequence[int], what: str, batch: int | None = None):
         self.what = what
         self.layers = frozenset(layers)
         self.counts = tuple(sum(len(span.gate) for span in layout.spans) for layout in layouts)
         self.rows = torch.tensor([layout.row for layout in layouts for span in layout.spans for _ in span.gate], dtype=torch.long)
         self.positions = torch.tensor([p for layout in layouts for span in layout.spans for p in span.gate], dtype=torch.long)
-        self.batch = len(layouts)
+        self.batch = len(layouts) if batch is None else batch  # rows of the forward (more under intervene_each)
         self.reset()
 
     def reset(self) -> None:
@@ -69,8 +69,10 @@ class GateRandomizer(_GatePart):
     """Replaces each gate state by a fixed random direction (seeded per example, image and gate token)
     scaled to the norm of the state it replaces, at every chosen layer."""
 
-    def __init__(self, condition: Condition, layouts: Sequence[Layout], num_layers: int, hidden_size: int):
-        super().__init__(layouts, condition.layer_indices(num_layers), "gate_randomized")
+    def __init__(
+        self, condition: Condition, layouts: Sequence[Layout], num_layers: int, hidden_size: int, batch: int | None = None
+    ):
+        super().__init__(layouts, condition.layer_indices(num_layers), "gate_randomized", batch)
         directions = []
         for layout in layouts:
             for index, span in enumerate(layout.spans):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,9 +29,19 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from interventions import Condition, FamilySpec, Layout, family_spec, find_layouts, intervene, make_condition
+from interventions import (
+    Condition,
+    FamilySpec,
+    Layout,
+    family_spec,
+    find_layouts,
+    intervene,
+    intervene_each,
+    make_condition,
+)
 from interventions.session import REFERENCE, configured_attention
 from model_wrappers.audit import ATTENTION, KNOCKOUT_SEMANTICS, as_ranges, attach, keep_audits_in_sample_files
+from model_wrappers.together import Answer, Together
 
 DTYPES: dict[str, torch.dtype | str] = {
     "bfloat16": torch.bfloat16,
@@ -179,6 +191,7 @@ class NarrowgateModel(lmms):
         self.attention = configured_attention(self._model)
         self.condition.layer_indices(self.num_layers)  # layer spec out of range: fail before evaluating
         self._warned: set[str] = set()
+        self._together: Together | None = None  # conditions_together()
         keep_audits_in_sample_files()
 
     # --- names, devices, conditions -----------------------------------------------------------
@@ -284,8 +297,7 @@ class NarrowgateModel(lmms):
             layouts.append(dataclasses.replace(layout, row=row, key=keys[row]))
         return inputs, tuple(layouts)
 
-    def _audit(self, prompt: str, layout: Layout) -> dict[str, Any]:
-        condition = self.condition
+    def _audit(self, prompt: str, layout: Layout, condition: Condition) -> dict[str, Any]:
         reads = condition.definition.options
         return {
             "model": self.model_name,
@@ -327,33 +339,91 @@ class NarrowgateModel(lmms):
 
     # --- lmms-eval API ------------------------------------------------------------------------
 
+    @contextmanager
+    def conditions_together(self, conditions: Sequence[Condition], max_rows: int | None = None) -> Iterator[None]:
+        """Inside the block, the first ``generate_until`` under any of ``conditions`` generates under all of
+        them in one pass (each batch's rows once per condition, side by side: ``intervene_each``); the
+        runs of the others are answered from it, with their own audits (``model_wrappers.together``).
+        ``max_rows`` caps the rows of one forward (conditions x batch size); on a CUDA out-of-memory
+        error a pass splits its conditions in halves by itself. Outputs equal one condition at a time."""
+        self._together = Together(tuple(c for c in conditions if self._fits(c)), max_rows)
+        try:
+            yield
+        finally:
+            self._together = None
+
+    def _fits(self, condition: Condition) -> bool:
+        """Whether the condition's layers exist in this model (``set_condition`` refuses the others, by name)."""
+        try:
+            condition.layer_indices(self.num_layers)
+        except ValueError:
+            return False
+        return True
+
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Batched (left padding), greedy unless asked, cut at the first ``until`` string; request order kept."""
+        together = self._together
+        if together is not None and self.condition in together.conditions:
+            missing = together.missing(self.condition, requests)
+            if missing:
+                together.store(missing, self._generate(missing, together.lacking(missing)))
+            answers = together.serve(self.condition, requests)
+        else:
+            answers = self._generate(requests, [self.condition])[self.condition]
+        for request, (_, audit) in zip(requests, answers):
+            attach(request, audit)
+        return [text for text, _ in answers]
+
+    def _generate(self, requests: list[Instance], conditions: list[Condition]) -> dict[Condition, list[Answer]]:
+        """Every request's (text, audit) under each of ``conditions``, in request order."""
         collator = Collator(
             requests, sort_fn=lambda r: (-len(r.args[0]), r.args[3]), group_fn=lambda r: r.args[1], grouping=True
         )
-        outputs: list[str] = []
-        progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.model_name} generate")
+        together = self._together
+        answers: dict[Condition, list[Answer]] = {condition: [] for condition in conditions}
+        names = "+".join(c.name for c in conditions) if len(conditions) < 4 else f"{len(conditions)} conditions"
+        progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.model_name} generate ({names})")
         for batch in collator.get_batched(n=self.batch_size):
             contexts = [request.args[0] for request in batch]
-            gen_kwargs = batch[0].args[1]
             wheres, keys, visuals = zip(*(self._visuals(request) for request in batch))
             prompts = [self.format_prompt(text, len(images)) for text, images in zip(contexts, visuals)]
             inputs, layouts = self._encode(prompts, list(visuals), list(wheres), list(keys))
-            options, until = self._generate_options(gen_kwargs)
-            with torch.inference_mode(), intervene(self.model, self.condition, layouts, reference=self.reference):
-                generated = self.model.generate(**inputs, **options)
-            new_tokens = generated[:, inputs["input_ids"].shape[1] :]
-            for request, prompt, layout, text in zip(
-                batch, prompts, layouts, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-            ):
-                for stop in until:
-                    text = text.split(stop)[0]
-                attach(request, self._audit(prompt, layout))
-                outputs.append(text)
+            options, until = self._generate_options(batch[0].args[1])
+            groups = together.groups(conditions, len(batch)) if together is not None else [conditions]
+            texts = {}
+            for group in groups:
+                texts.update(self._generate_split(inputs, layouts, group, options))
+            for condition in conditions:
+                for prompt, layout, text in zip(prompts, layouts, texts[condition]):
+                    for stop in until:
+                        text = text.split(stop)[0]
+                    answers[condition].append((text, self._audit(prompt, layout, condition)))
             progress.update(len(batch))
         progress.close()
-        return collator.get_original(outputs)
+        return {condition: collator.get_original(rows) for condition, rows in answers.items()}
+
+    def _generate_split(self, inputs, layouts, conditions: list[Condition], options) -> dict[Condition, list[str]]:
+        """The decoded generations of one batch under ``conditions`` in one pass; a pass that runs out of
+        GPU memory is redone in two halves, down to one condition (then the error says what to do)."""
+        try:
+            with torch.inference_mode(), intervene_each(self.model, conditions, layouts, reference=self.reference) as expand:
+                generated = self.model.generate(**expand(inputs), **options)
+        except torch.OutOfMemoryError as error:
+            if len(conditions) == 1:
+                raise torch.OutOfMemoryError(
+                    f"{self.model_name}: out of memory generating a batch of {len(layouts)} under {conditions[0].name}; "
+                    f"lower --batch_size / model_args batch_size ({error})"
+                ) from error
+            torch.cuda.empty_cache()
+            half = len(conditions) // 2
+            logger.warning(f"{self.model_name}: out of memory with {len(conditions)} conditions side by side; splitting the pass")
+            return {
+                **self._generate_split(inputs, layouts, conditions[:half], options),
+                **self._generate_split(inputs, layouts, conditions[half:], options),
+            }
+        texts = self.tokenizer.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        batch = len(layouts)
+        return {condition: texts[i * batch : (i + 1) * batch] for i, condition in enumerate(conditions)}
 
     def loglikelihood(self, requests: list[Instance]) -> list[GenerationResult]:
         """(log P(continuation | image + prompt), is_greedy) under the condition, one request at a time.
@@ -389,7 +459,7 @@ class NarrowgateModel(lmms):
             targets = full_ids[start:]
             total = logprobs.gather(-1, targets[:, None]).sum().item()
             greedy = bool((logprobs.argmax(-1) == targets).all())
-            attach(request, self._audit(prompt + continuation, layouts[0]))
+            attach(request, self._audit(prompt + continuation, layouts[0], self.condition))
             results.append(GenerationResult(text=(total, greedy)))
         return results
 

@@ -22,6 +22,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="run only cells whose id MODEL/CONDITION/TASK matches this shell pattern (repeatable), "
         "e.g. 'Chameleon-7B/*' or '*/gate_ablated/*'",
     )
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="generate each cell on its own (default: a model's conditions side by side in one pass, same outputs)",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N rows (conditions x batch size) per forward of the batched pass (default: all conditions)",
+    )
     parser.add_argument("--verbosity", default="WARNING", help="lmms-eval log level (default WARNING)")
 
 
@@ -37,7 +49,17 @@ def run(args: argparse.Namespace) -> int:
     set_log_level(args.verbosity)
     try:
         config = load_config(args.config)
-        report = run_grid(config, args.output, limit=args.limit, only=args.only, verbosity=args.verbosity)
+        if args.max_rows is not None and args.max_rows < 1:
+            raise ConfigError(f"--max-rows must be a positive integer, got {args.max_rows}")
+        report = run_grid(
+            config,
+            args.output,
+            limit=args.limit,
+            only=args.only,
+            verbosity=args.verbosity,
+            sequential=args.sequential,
+            max_rows=args.max_rows,
+        )
     except (ConfigError, JavaMissingError) as error:
         print(f"narrowgate grid: {error}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from pathlib import Path
 
 from narrowgate.grid.cells import (
@@ -81,6 +82,8 @@ def run_grid(
     on_cell_start: Callable[[Cell, Path], None] | None = None,
     verbosity: str = "WARNING",
     log: Callable[[str], None] | None = None,
+    sequential: bool = False,
+    max_rows: int | None = None,
 ) -> GridReport:
     """Evaluate every selected cell not already done under ``output``; never raises for a failing cell
     in a single process (under data parallel a failing cell stops every rank: rerun to resume).
@@ -88,6 +91,11 @@ def run_grid(
     ``limit`` overrides the config's. ``on_cell_start(cell, partial_dir)`` is called when a cell starts
     (its partial folder exists, its condition is set); an exception there fails the cell like any other,
     while KeyboardInterrupt/SystemExit stop the grid as a crash would — tests inject failures this way.
+
+    By default a model's pending conditions generate together: the first cell of each task computes every
+    condition's answers in one pass (``NarrowgateModel.conditions_together``; ``max_rows`` caps the rows of
+    one forward) and each cell is still its own lmms-eval run, answered from them with the same outputs.
+    ``sequential`` generates each cell on its own.
     """
     ranks = Ranks()
     log = log or (lambda message: print(f"[grid] {message}", file=sys.stderr, flush=True))
@@ -133,21 +141,23 @@ def run_grid(
                 _fail(statuses[cell.id], error or RuntimeError("the model failed to load on another rank"), 0.0, log)
             record()
             continue
-        for cell in model_cells:
-            position = sum(s.status in ("done", "failed") for s in report.statuses) + 1
-            log(f"cell {position}/{len(pending)}: {cell.id}{_eta(report, started, len(pending))}")
-            t0 = time.monotonic()
-            try:
-                _run_cell(lm, cell, output, pretrained, limit, task_manager, verbosity, on_cell_start, ranks)
-                statuses[cell.id].status = "done"
-                statuses[cell.id].seconds = round(time.monotonic() - t0, 3)
-                log(f"done {cell.id} in {statuses[cell.id].seconds:.1f} s")
-            except Exception as error:
-                _fail(statuses[cell.id], error, time.monotonic() - t0, log)
-                if ranks.world_size > 1:  # the other ranks wait in the evaluator's collectives: stop them all
-                    record()
-                    raise
-            record()
+        conditions = list(dict.fromkeys(cell.condition.make() for cell in model_cells))
+        with nullcontext() if sequential else lm.conditions_together(conditions, max_rows):
+            for cell in model_cells:
+                position = sum(s.status in ("done", "failed") for s in report.statuses) + 1
+                log(f"cell {position}/{len(pending)}: {cell.id}{_eta(report, started, len(pending))}")
+                t0 = time.monotonic()
+                try:
+                    _run_cell(lm, cell, output, pretrained, limit, task_manager, verbosity, on_cell_start, ranks)
+                    statuses[cell.id].status = "done"
+                    statuses[cell.id].seconds = round(time.monotonic() - t0, 3)
+                    log(f"done {cell.id} in {statuses[cell.id].seconds:.1f} s")
+                except Exception as error:
+                    _fail(statuses[cell.id], error, time.monotonic() - t0, log)
+                    if ranks.world_size > 1:  # the other ranks wait in the evaluator's collectives: stop them all
+                        record()
+                        raise
+                record()
         del lm
         _free_memory()
     if report.failed:

@@ -1,0 +1,128 @@
+"""Conditions side by side (``intervene_each``, the grid's default) vs one condition at a time.
+
+1. The Chameleon-shaped model of ``benchmarks/knockout.py`` (1,045 tokens, 20 new tokens): a greedy
+   generation under the five deterministic paper conditions (baseline, gate_ablated, gate_only,
+   image_ablated, last_image_ablated) in one batch of 5 rows, as a ratio to one condition
+   (gate_ablated) alone and to the five run one after another; and the peak resident-memory growth of
+   each (fresh process each) as a ratio to one condition.
+2. The smoke grid (``configs/smoke.yaml``: 7 conditions, 3 random seeds) through ``narrowgate grid``,
+   batched (the default) vs ``--sequential``, into fresh folders, in this one run.
+
+Timings are medians of interleaved rounds, so that a busy machine biases all variants alike.
+
+    python benchmarks/batched.py [--threads 2] [--rounds 3] [--grid-limit 32] [--grid-only 'toy-chameleon/*']
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import torch
+from knockout import NEW_TOKENS, build, generate, peak_growth_mb
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = ("baseline", "gate_ablated", "gate_only", "image_ablated", "last_image_ablated")
+ALONE = ("gate_ablated",)
+
+
+def run_conditions(model, inputs, layouts, suppress, names) -> torch.Tensor:
+    """A greedy generation of the prompt under ``names`` side by side (one name: a plain batch of 1)."""
+    from interventions import intervene_each
+
+    with intervene_each(model, list(names), layouts) as expand:
+        return generate(model, expand(inputs), suppress)
+
+
+def memory_growth(job) -> float:
+    """Peak resident-memory growth (MB) of one generation under ``names``, in a fresh process."""
+    args, names = job
+    torch.set_num_threads(args.threads)
+    model, inputs, layouts, suppress = build(args.hidden, args.heads)
+    return peak_growth_mb(lambda: run_conditions(model, inputs, layouts, suppress, names))
+
+
+def chameleon_shaped(args) -> None:
+    model, inputs, layouts, suppress = build(args.hidden, args.heads)
+    print(
+        f"Chameleon-shaped model: {model.config.num_hidden_layers} layers, hidden {model.config.hidden_size}, "
+        f"{inputs['input_ids'].shape[1]} tokens, {NEW_TOKENS} new tokens; {args.threads} threads, float32",
+        flush=True,
+    )
+    together = run_conditions(model, inputs, layouts, suppress, PAPER)
+    for index, name in enumerate(PAPER):  # the exactness the speed is for
+        assert torch.equal(together[index : index + 1], run_conditions(model, inputs, layouts, suppress, [name])), name
+    times = {"one condition": [], "five, one after another": [], "five side by side": []}
+    for round_index in range(args.rounds):
+        start = time.perf_counter()
+        run_conditions(model, inputs, layouts, suppress, ALONE)
+        times["one condition"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for name in PAPER:
+            run_conditions(model, inputs, layouts, suppress, [name])
+        times["five, one after another"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        run_conditions(model, inputs, layouts, suppress, PAPER)
+        times["five side by side"].append(time.perf_counter() - start)
+        print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    median = {label: statistics.median(v) for label, v in times.items()}
+    one = median["one condition"]
+    for label, seconds in median.items():
+        print(f"  {label:28s} {seconds:7.2f} s  {seconds / one:5.2f}x one condition")
+    print(f"  side by side vs one after another: {median['five, one after another'] / median['five side by side']:.2f}x faster")
+    if not args.no_memory:
+        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+            one_mb, five_mb = pool.map(memory_growth, [(args, ALONE), (args, PAPER)], chunksize=1)
+        print(f"  peak memory growth of a generation: one condition {one_mb:.0f} MB, five side by side {five_mb:.0f} MB ({five_mb / one_mb:.2f}x)")
+
+
+def smoke_grid(args) -> None:
+    import subprocess
+
+    command = [sys.executable, "-m", "narrowgate.grid", str(REPO / "configs" / "smoke.yaml"), "--limit", str(args.grid_limit)]
+    for pattern in args.grid_only:
+        command += ["--only", pattern]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
+    seconds = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for label, extra in (("sequential", ["--sequential"]), ("batched", [])):
+            start = time.perf_counter()
+            subprocess.run([*command, "--output", f"{folder}/{label}", *extra], env=env, check=True, capture_output=True)
+            seconds[label] = time.perf_counter() - start
+    print(
+        f"smoke grid (limit {args.grid_limit}{', only ' + ' '.join(args.grid_only) if args.grid_only else ''}): "
+        f"sequential {seconds['sequential']:.1f} s, batched {seconds['batched']:.1f} s "
+        f"({seconds['sequential'] / seconds['batched']:.2f}x faster; both include process start and model loads)"
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--heads", type=int, default=32)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--grid-limit", type=int, default=32, help="documents per smoke task (the whole set: 32)")
+    parser.add_argument("--grid-only", action="append", default=[], metavar="PATTERN", help="cells of the smoke grid")
+    parser.add_argument("--skip", choices=("chameleon", "grid"), action="append", default=[])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if "chameleon" not in args.skip:
+        chameleon_shaped(args)
+    if "grid" not in args.skip:
+        smoke_grid(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Conditions side by side (``intervene_each``, the grid's batched pass) give every row exactly what its
+condition gives it alone: same tokens, same logits, for every family and condition, ``zero`` and
+``mask``, on a left-padded batch of 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tiny_cases import CONDITION_CASES, TINY_CASES, load, same_size_pair
+
+from interventions import intervene, intervene_each, make_condition
+
+NEW_TOKENS = 4
+# every condition and semantics, a second random seed, and a layer subset next to the all-layer rows
+CONDITIONS = [make_condition(name, knockout=knockout, k=3) for name, knockout in CONDITION_CASES] + [
+    make_condition("random_image_ablated", k=3, seed=1),
+    make_condition("gate_ablated", layers="last:1", knockout="mask"),
+    make_condition("gate_randomized", seed=1, layers="0"),
+]
+
+
+@pytest.mark.parametrize(
+    "family, reference", [(family, False) for family in TINY_CASES] + [("chameleon", True), ("llava", True)]
+)
+def test_conditions_side_by_side_equal_each_alone(tiny_dir, images, family, reference):
+    """The fast path on every tiny checkpoint; the eager post-softmax reference on two."""
+    tiny = load(tiny_dir, family)
+    inputs = tiny.inputs(same_size_pair(images))
+    layouts = tiny.layouts(inputs)
+    assert layouts[0].first != layouts[1].first, "the batch is not padded; the test proves nothing"
+    batch = len(layouts)
+    with intervene_each(tiny.model, CONDITIONS, layouts, reference=reference) as expand:
+        together, together_logits = tiny.generate(expand(inputs), NEW_TOKENS)
+    distinct = set()
+    for index, condition in enumerate(CONDITIONS):
+        with intervene(tiny.model, condition, layouts, reference=reference):
+            alone, alone_logits = tiny.generate(inputs, NEW_TOKENS)
+        rows = slice(index * batch, (index + 1) * batch)
+        assert torch.equal(together[rows], alone), condition
+        torch.testing.assert_close(together_logits[rows], alone_logits, rtol=0, atol=1e-5, msg=str(condition))
+        distinct.add(round(alone_logits.amax(dim=-1).sum().item(), 4))
+    assert len(distinct) > len(CONDITIONS) // 2, "the conditions barely differ; the test proves little"
+
+
+def test_wrong_batch_is_refused(tiny_dir, images):
+    tiny = load(tiny_dir, "chameleon")
+    inputs = tiny.inputs(same_size_pair(images))
+    refused = pytest.raises(ValueError, match=r"2 conditions x 2 rows = 4; pass the inputs through the block's expand")
+    with intervene_each(tiny.model, ["baseline", "gate_ablated"], tiny.layouts(inputs)), refused:
+        tiny.logits(inputs)
+
+
+# ------------------------------------------------------------------------------------------------ the grid
+
+GRID_CONFIG = """
+tasks: [narrowgate_smoke_vqa]
+limit: 3                 # batches of 2 and 1: left padding and a partial batch
+model_args: {batch_size: 2}
+conditions:
+  - baseline
+  - {name: gate_ablated, knockout: mask}
+  - {name: gate_only, layers: "last:1"}
+  - {name: random_image_ablated, k: 2, repeats: 2}
+  - gate_randomized
+models:
+  - {name: tiny-chameleon, family: chameleon, tiny: {seed: 0}}
+  - {name: tiny-llava, family: llava, tiny: {seed: 0}}
+"""
+
+
+def grid_outputs(output) -> dict:
+    """Every cell's metrics and samples (outputs, scores, audits; the checkpoint folder left out)."""
+    cells = {}
+    for marker in sorted(output.glob("*/*/*/cell.json")):
+        record = json.loads(marker.read_text())
+        folder = marker.parent
+        task = record["spec"]["task"]
+        samples = [json.loads(line) for line in (folder / record["samples"]).read_text().splitlines()]
+        for sample in samples:
+            sample["narrowgate"].pop("pretrained")
+        metrics = json.loads((folder / record["results"]).read_text())["results"][task]
+        cells[str(folder.relative_to(output))] = (metrics, sorted(samples, key=lambda s: s["doc_id"]), record["lmms_eval"]["model"])
+    return cells
+
+
+def test_batched_grid_equals_the_sequential_grid(tmp_path, monkeypatch):
+    """Token-identical answers, the same metrics and per-condition audits, one generation pass per model
+    and task (with --max-rows 4: two conditions x batch 2 per forward); each cell still its own run."""
+    from model_wrappers.base import NarrowgateModel
+    from narrowgate.grid import load_config, run_grid
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(GRID_CONFIG)
+    config = load_config(path)
+    sequential = run_grid(config, tmp_path / "sequential", sequential=True)
+
+    passes = []
+    real = NarrowgateModel._generate
+
+    def counted(model, requests, conditions):
+        passes.append((model.family, len(requests), len(conditions)))
+        return real(model, requests, conditions)
+
+    monkeypatch.setattr(NarrowgateModel, "_generate", counted)
+    batched = run_grid(config, tmp_path / "batched", max_rows=4)
+    assert not sequential.failed and not batched.failed, [(s.cell, s.error) for s in batched.failed + sequential.failed]
+    assert passes == [("chameleon", 3, 6), ("llava", 3, 6)]
+    expected, got = grid_outputs(tmp_path / "sequential"), grid_outputs(tmp_path / "batched")
+    assert len(expected) == 12 and set(got) == set(expected)
+    assert len({json.dumps(cell[1][0]["filtered_resps"]) for cell in expected.values()}) > 4, "the answers barely differ"
+    for cell in expected:
+        assert got[cell] == expected[cell], cell
+
+    # A pass that does not fit splits itself: a GPU out-of-memory error (injected above 4 rows, i.e. 2
+    # conditions x batch 2) makes each pass redo its conditions in halves; the outputs stay the same.
+    import transformers
+
+    model_class = transformers.ChameleonForConditionalGeneration
+    generate, rows = model_class.generate, []
+
+    def short_of_memory(model, **inputs):
+        rows.append(len(inputs["input_ids"]))
+        if rows[-1] > 4:
+            raise torch.OutOfMemoryError("injected: CUDA out of memory")
+        return generate(model, **inputs)
+
+    monkeypatch.setattr(model_class, "generate", short_of_memory)
+    split = run_grid(config, tmp_path / "split", only=["tiny-chameleon/*"])
+    assert not split.failed, [(s.cell, s.error) for s in split.failed]
+    assert rows[:4] == [12, 6, 2, 4], rows  # 6 conditions, then 3 + 3 (each as 1 + 2), per batch
+    got = grid_outputs(tmp_path / "split")
+    assert set(got) == {cell for cell in expected if cell.startswith("tiny-chameleon/")}
+    for cell in got:
+        assert got[cell] == expected[cell], cell
