@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("narrowgate.demo", "the smoke grid on tiny checkpoints plus its leaderboard, offline"),
     "train-toy": ("narrowgate.toy.cli", "train the toy native model (a small Chameleon) on the shapes world"),
     "analyze": ("narrowgate.analyses.cli", "the paper's analyses (attention, gap, overlap, patching, locate, progressive)"),
+    "study": ("narrowgate.study", "train, evaluate and tabulate a study of toy models (emergence: does a gate form?)"),
 }
 
 

@@ -1,0 +1,181 @@
+"""The study's table: one row per cell (and task), its measures as mean over seeds with their spread.
+
+A gate share's CI must account for both sources of variation: which seed was trained (the question is
+about the training regime, not one model) and which documents were asked. ``seed_bootstrap_ratio``
+resamples seeds, then documents within each resampled seed, and takes the mean of the per-seed ratios.
+With one seed it is the document bootstrap of ``narrowgate.stats.paired_bootstrap_ratio``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from narrowgate.grid import write_atomic
+from narrowgate.leaderboard.collect import BASELINE
+from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES
+from narrowgate.stats import resampled_means
+from narrowgate.study.plan import BASE, Reference, Run, Study, level_name
+
+TABLE = "study"
+
+
+@dataclass(frozen=True)
+class SeedRatio:
+    """The mean over seeds of each seed's ratio mean(numerator)/mean(denominator), with a two-level
+    percentile bootstrap CI; ``per_seed`` is NaN for a seed whose denominator's mean is 0 (left out)."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    per_seed: tuple[float, ...]
+    n_resamples: int
+    undefined: int  # resamples left out: every resampled seed had a zero denominator
+
+
+def seed_bootstrap_ratio(
+    seeds: Sequence[tuple[Sequence[float], Sequence[float]]],
+    *,
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> SeedRatio | None:
+    """``seeds``: per seed, (numerator, denominator) per document. Each resample draws the seeds with
+    replacement, then each drawn seed's documents with replacement (independently per draw), and averages
+    the drawn seeds' ratios. None when no seed has a nonzero mean denominator."""
+    arrays = [(np.asarray(n, dtype=np.float64), np.asarray(d, dtype=np.float64)) for n, d in seeds]
+    per_seed = np.array([n.mean() / d.mean() if d.mean() != 0 else math.nan for n, d in arrays])
+    defined = [i for i, value in enumerate(per_seed) if not math.isnan(value)]
+    if not defined:
+        return None
+    k = len(defined)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, k, size=(n_resamples, k))
+    ratios = np.empty((k, n_resamples, k))  # [seed, resample, draw]: that seed's ratio on its own resample
+    for s, index in enumerate(defined):
+        num, den = resampled_means(list(arrays[index]), n_resamples=n_resamples * k, seed=seed + 1 + s)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios[s] = np.where(den != 0, num / np.where(den != 0, den, 1), np.nan).reshape(n_resamples, k)
+    values = np.nanmean(ratios[draws, np.arange(n_resamples)[:, None], np.arange(k)[None, :]], axis=1)
+    kept = values[~np.isnan(values)]
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(kept, [alpha, 1 - alpha])
+    return SeedRatio(
+        float(np.mean(per_seed[defined])), float(low), float(high), tuple(map(float, per_seed)), n_resamples, int(values.size - kept.size)
+    )
+
+
+def _read(checkpoint: Run | Reference, output: Path, name: str) -> dict:
+    return json.loads((checkpoint.folder(output) / f"{name}.json").read_text())
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return " ".join("nan" if math.isnan(v) else f"{v:.3f}" for v in values)
+
+
+def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame:
+    """One row per cell and task (base, each factor level, then the references), from the measure files."""
+    groups: dict[tuple[str, str, str], list[Run | Reference]] = {}
+    for run in study.runs:
+        key = ("base", "", BASE) if run.factor is None else (run.factor, level_name(run.level), run.cell)
+        groups.setdefault(key, []).append(run)
+    for reference in study.references:
+        groups[("reference", reference.toy, reference.id)] = [reference]
+    rows = []
+    for (factor, level, cell), members in groups.items():
+        shares = [_read(m, output, "gate_share")["tasks"] for m in members]
+        attention = [_read(m, output, "attention")["gate_vs_image"] for m in members]
+        flips = [_read(m, output, "patching")["flip_fraction"] for m in members]
+        for task in study.file.tasks:
+            per = [s[task] for s in shares]
+            row = {
+                "factor": factor,
+                "level": level,
+                "cell": cell,
+                "task": task,
+                "metric": per[0]["metric"],
+                "seeds": " ".join(str(m.seed) for m in members) if isinstance(members[0], Run) else "",
+                "baseline": float(np.mean([p["means"][BASELINE] for p in per])),
+                "baseline_per_seed": _fmt([p["means"][BASELINE] for p in per]),
+                "image_effect": float(np.mean([p["image_effect"] for p in per])),
+            }
+            for share, condition in SHARES.items():
+                ratio = seed_bootstrap_ratio(
+                    [
+                        (np.subtract(p["scores"][BASELINE], p["scores"][condition]), np.subtract(p["scores"][BASELINE], p["scores"][IMAGE_ABLATED]))
+                        for p in per
+                    ],
+                    n_resamples=n_resamples,
+                )
+                row |= {
+                    share: ratio.mean if ratio else math.nan,
+                    f"{share}_ci_low": ratio.ci_low if ratio else math.nan,
+                    f"{share}_ci_high": ratio.ci_high if ratio else math.nan,
+                    f"{share}_per_seed": _fmt(ratio.per_seed) if ratio else _fmt([math.nan] * len(per)),
+                }
+            row["through_above_zero"] = bool(row["through_ci_low"] > 0)
+            row |= {f"attention_gate_{k}": v for k, v in _spread(attention).items()}
+            row["attention_gate_per_seed"] = _fmt(attention)
+            row |= {f"flip_fraction_{k}": v for k, v in _spread(flips).items()}
+            row["flip_fraction_per_seed"] = _fmt(flips)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown(frame: pd.DataFrame, study: Study) -> str:
+    """The table for reading: shares as mean [95% CI], the other measures as mean (range over seeds)."""
+
+    def num(value: float) -> str:
+        return "—" if math.isnan(value) else f"{value:.2f}"
+
+    def share(row, name: str) -> str:
+        if math.isnan(row[name]):
+            return "undefined"
+        return f"{num(row[name])} [{num(row[f'{name}_ci_low'])}, {num(row[f'{name}_ci_high'])}]"
+
+    def spread(row, name: str) -> str:
+        return f"{num(row[f'{name}_mean'])} ({num(row[f'{name}_min'])}–{num(row[f'{name}_max'])})"
+
+    header = "| factor | level | task | seeds | baseline | through | bypass | through > 0 | attention to gate | patching flips |"
+    lines = [
+        f"# Emergence study: {study.file.description}".rstrip(": "),
+        "",
+        header,
+        "|" + "---|" * header.count(" | ") + "---|",
+    ]
+    for _, row in frame.iterrows():
+        seeds = row["seeds"] or "—"
+        lines.append(
+            f"| {row['factor']} | {row['level']} | {row['task']} | {seeds} | {num(row['baseline'])} | "
+            f"{share(row, 'through')} | {share(row, 'bypass')} | {'yes' if row['through_above_zero'] else 'no'} | "
+            f"{spread(row, 'attention_gate')} | {spread(row, 'flip_fraction')} |"
+        )
+    lines += [
+        "",
+        "Gate shares (of the image's effect, baseline − image_ablated, on the task's metric): *through* = "
+        "(baseline − gate_ablated) / effect, *bypass* = (baseline − gate_only) / effect; mean over seeds with a "
+        "95% CI from a two-level bootstrap (seeds, then documents within each seed). *attention to gate*: the "
+        "gate's share of the text queries' attention to the image span, mean over layers; *patching flips*: "
+        "fraction of answers that flip when the gate's input to every layer comes from another image. Those "
+        "two: mean (range over seeds). A claim needs at least 3 seeds per cell.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame:
+    """``OUTPUT/study.csv`` and ``OUTPUT/study.md``, written atomically."""
+    frame = table(study, output, n_resamples)
+    write_atomic(output / f"{TABLE}.csv", frame.to_csv(index=False).encode())
+    write_atomic(output / f"{TABLE}.md", markdown(frame, study).encode())
+    return frame

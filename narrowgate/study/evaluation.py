@@ -1,0 +1,121 @@
+"""Evaluating the study's checkpoints: one grid through lmms-eval, then each checkpoint's measures.
+
+The grid holds every checkpoint x condition x task (one lmms-eval task setup, each model loaded once,
+its conditions generated together; resumable: ``narrowgate.grid``). Each checkpoint then gets three
+files in its folder, written atomically and skipped when present:
+
+- ``gate_share.json``: per task, the per-document scores of each condition and the gate shares with
+  their document-bootstrap CI (``narrowgate.leaderboard.summary.gate_share``);
+- ``attention.json``: ``narrowgate.analyses.attention`` on shapes drawings, plus ``gate_vs_image``: the
+  gate's share of the text queries' attention to the image span (gate / (gate + image tokens)),
+  averaged over layers;
+- ``patching.json``: ``narrowgate.analyses.patching``, plus ``flip_fraction``: the fraction of answer
+  flips when the gate's input to every layer comes from the other image (cumulative from layer 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from argparse import Namespace
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from narrowgate.grid import GRID_FILE, parse_config, run_grid, write_json_atomic
+from narrowgate.leaderboard.collect import BASELINE, mean_over_seeds, paired_scores, read_cells
+from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES, gate_share
+from narrowgate.study.plan import GRID_DIR, Reference, Run, Study, StudyError
+from narrowgate.toy import FAMILY
+
+MEASURES = ("gate_share", "attention", "patching")
+PATCHING_EXAMPLES = 96  # the drawings the patching pairs are drawn from (narrowgate analyze's default)
+
+
+def evaluate(study: Study, output: Path, log: Callable[[str], None], verbosity: str = "WARNING") -> None:
+    """The grid over every checkpoint, then each checkpoint's missing measure files."""
+    checkpoints = study.checkpoints()
+    grid = parse_config(
+        {
+            "description": f"narrowgate study {study.path}",
+            "tasks": list(study.file.tasks),
+            "limit": study.file.limit,
+            "model_args": dict(study.file.model_args),
+            "conditions": list(study.file.conditions),
+            "models": [{"name": c.name, "family": FAMILY, "pretrained": str(c.checkpoint(output))} for c in checkpoints],
+        },
+        output / GRID_DIR / "study_grid.yaml",
+    )
+    log(f"evaluating {len(checkpoints)} checkpoints x {len(study.file.conditions)} conditions x {len(study.file.tasks)} tasks")
+    report = run_grid(grid, output / GRID_DIR, verbosity=verbosity, log=lambda m: log(f"grid: {m}"))
+    if report.failed:
+        raise StudyError(
+            f"{len(report.failed)} grid cell(s) failed ({', '.join(s.cell for s in report.failed)}; details in "
+            f"{output / GRID_DIR / GRID_FILE}); rerun to resume"
+        )
+    todo = [c for c in checkpoints if not all((c.folder(output) / f"{m}.json").is_file() for m in MEASURES)]
+    if any(not (c.folder(output) / "gate_share.json").is_file() for c in todo):
+        notes: list[str] = []
+        cells = defaultdict(lambda: defaultdict(list))
+        for cell in read_cells(output / GRID_DIR, notes):
+            cells[cell.model][cell.condition_name].append(cell)
+        for checkpoint in todo:
+            path = checkpoint.folder(output) / "gate_share.json"
+            if not path.is_file():
+                write_json_atomic(path, gate_shares(checkpoint, cells[checkpoint.name], study.file.tasks))
+    for number, checkpoint in enumerate(todo, 1):
+        log(f"analyses {number}/{len(todo)}: {checkpoint.id}")
+        analyse(checkpoint, study, output)
+
+
+def gate_shares(checkpoint: Run | Reference, runs: dict[str, list], tasks) -> dict[str, Any]:
+    """Per task: the per-document scores of the gate-share conditions (aligned by document, on the task's
+    first metric with per-document scores) and each share with its document-bootstrap CI (None when the
+    image has no effect on average, so no share of it is defined)."""
+    out: dict[str, Any] = {"id": checkpoint.id, "tasks": {}}
+    names = [BASELINE, IMAGE_ABLATED, *SHARES.values()]
+    for task in tasks:
+        of_task = {name: [c for c in runs[name] if c.task == task] for name in names}
+        missing = [name for name, found in of_task.items() if not found]
+        if missing:
+            raise StudyError(f"{checkpoint.id}: no finished grid cell for {task} under {', '.join(missing)}")
+        metric = next((m for m in of_task[BASELINE][0].metrics if m in of_task[BASELINE][0].scores), None)
+        if metric is None:
+            raise StudyError(f"{checkpoint.id}: {task} has no metric with per-document scores, so no gate share")
+        aligned = paired_scores([(of_task[n], mean_over_seeds(of_task[n], metric)) for n in names], task)
+        scores = dict(zip(names, aligned))
+        effect = sum(b - c for b, c in zip(scores[BASELINE], scores[IMAGE_ABLATED])) / len(scores[BASELINE])
+        shares = {
+            share: None if effect == 0 else dataclasses.asdict(gate_share(scores[BASELINE], scores[name], scores[IMAGE_ABLATED]))
+            for share, name in SHARES.items()
+        }
+        means = {name: sum(values) / len(values) for name, values in scores.items()}
+        out["tasks"][task] = {"metric": metric, "means": means, "image_effect": effect, **shares, "scores": scores}
+    return out
+
+
+def analyse(checkpoint: Run | Reference, study: Study, output: Path) -> None:
+    """The attention and patching files of one checkpoint (loaded once, through its lmms-eval wrapper)."""
+    from narrowgate.analyses import attention, patching
+    from narrowgate.analyses.data import load_examples
+    from narrowgate.analyses.output import write_results
+    from narrowgate.analyses.subject import Subject
+
+    folder = checkpoint.folder(output)
+    options = study.file.analyses
+    pending = [name for name in ("attention", "patching") if not (folder / f"{name}.json").is_file()]
+    if not pending:
+        return
+    args = study.file.model_args
+    subject = Subject(FAMILY, str(checkpoint.checkpoint(output)), device=args.get("device"), dtype=args.get("dtype"), batch_size=options.batch_size)
+    if "attention" in pending:
+        table, summary, figure = attention.run(subject, load_examples("shapes", options.attention), None, Namespace())
+        wide = table.pivot(index="layer", columns="group", values="share")
+        summary["gate_vs_image"] = float((wide["gate"] / (wide["gate"] + wide["last"] + wide["image"])).mean())
+        write_results(folder, "attention", table, {"id": checkpoint.id, **summary}, figure)
+    if "patching" in pending:
+        examples = load_examples("shapes", PATCHING_EXAMPLES)
+        table, summary, figure = patching.run(subject, examples, None, Namespace(pairs=options.patching, seed=0))
+        cumulative = table[table["mode"] == "cumulative"].set_index("layer")
+        summary["flip_fraction"] = float(cumulative.loc[0, "flip_fraction"])
+        write_results(folder, "patching", table, {"id": checkpoint.id, **summary}, figure)

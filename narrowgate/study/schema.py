@@ -1,0 +1,109 @@
+"""The study config file's schema (pydantic): its keys, their types and the checks within one entry.
+
+Recipe values (``base:`` and each factor's levels) are checked later, by building the ``ToyRecipe`` of
+every run (``plan.py``), so the study needs no change when the recipe gains a field. As in the grid's
+schema, values are taken as YAML gives them and a validation error names the file and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, ValidationError
+
+from narrowgate.grid.schema import Entry, ModelArgs, Names, Positive, Text, _check, _is_int, kind
+
+# what a gate share needs: the image's effect (baseline - image_ablated) and the two knockouts of the gate
+REQUIRED_CONDITIONS = ("baseline", "gate_ablated", "gate_only", "image_ablated")
+
+
+class AnalysesEntry(Entry):
+    """Sample counts of the in-process analyses (``narrowgate.analyses``) run on every checkpoint."""
+
+    attention: Positive = 32  # shapes drawings whose text->image attention is summed
+    patching: Positive = 24  # base/target pairs whose gate is patched
+    batch_size: Positive = 16
+
+
+def _mapping(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of ToyRecipe fields, got {kind(value)}")
+    return value
+
+
+def _factors(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of ToyRecipe field -> [levels], got {kind(value)}")
+    for name, levels in value.items():
+        if not isinstance(levels, list) or not levels:
+            raise ValueError(f"{name}: expected a non-empty list of levels, got {kind(levels)}")
+    return value
+
+
+def _references(value: Any) -> Any:
+    from narrowgate.analyses.subject import TOYS
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(set(value)) != len(value):
+        raise ValueError(f"expected a list of distinct shipped toy names ({', '.join(TOYS)}), got {value!r}")
+    unknown = [v for v in value if v not in TOYS]
+    if unknown:
+        raise ValueError(f"unknown shipped toy(s) {', '.join(unknown)}; valid: {', '.join(TOYS)}")
+    return value
+
+
+def _conditions(value: Any) -> Any:
+    if isinstance(value, list):
+        missing = [c for c in REQUIRED_CONDITIONS if c not in value]
+        if missing:
+            raise ValueError(f"the gate shares need {', '.join(REQUIRED_CONDITIONS)}; missing {', '.join(missing)}")
+    return value
+
+
+class StudyFile(Entry):
+    description: Text = ""
+    base: Annotated[dict[str, Any], BeforeValidator(_mapping)] = {}
+    factors: Annotated[dict[str, list[Any]], BeforeValidator(_factors)] = {}
+    seeds: Annotated[
+        Any,
+        _check(
+            lambda v: isinstance(v, list) and v and all(map(_is_int, v)), "expected a non-empty list of integers, got {value!r}"
+        ),
+        _check(lambda v: len(set(v)) == len(v), "seeds must be distinct, got {value!r}"),
+    ]
+    conditions: Annotated[Names, BeforeValidator(_conditions)] = list(REQUIRED_CONDITIONS)
+    tasks: Names = ["narrowgate_smoke_vqa"]
+    limit: Annotated[
+        Any, _check(lambda v: v is None or (_is_int(v) and v >= 1), "expected a positive integer or null, got {value!r}")
+    ] = None
+    model_args: ModelArgs = {"batch_size": 8}
+    analyses: AnalysesEntry = AnalysesEntry()
+    jobs: Positive = 1
+    references: Annotated[list[str], BeforeValidator(_references)] = []
+
+
+def validate(data: Any, path: Path) -> StudyFile:
+    """``data`` as a StudyFile; a ValueError names the file, the first bad key and what it expected."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the config must be a mapping with keys {', '.join(StudyFile.model_fields)}; got {kind(data)}")
+    try:
+        return StudyFile.model_validate(data)
+    except ValidationError as error:
+        raise ValueError(f"{path}: {_explain(error.errors()[0])}") from None
+
+
+def _explain(error: dict[str, Any]) -> str:
+    loc = [part for part in error["loc"] if part != "[key]"]
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    if error["type"] == "extra_forbidden":
+        entry = AnalysesEntry if loc[:1] == ["analyses"] else StudyFile
+        message = f"unknown key; valid keys here: {', '.join(entry.model_fields)}"
+    elif error["type"] == "missing":
+        message = "missing (required)"
+    elif error["type"] == "value_error":
+        message = str(error["ctx"]["error"])
+    elif error["type"] in ("model_type", "dict_type"):
+        message = f"expected a mapping, got {kind(error['input'])}"
+    else:
+        message = error["msg"]
+    return f"{key}: {message}"
