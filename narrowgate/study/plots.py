@@ -41,6 +41,16 @@ def _center_and_bar(row: pd.Series, column: str, kind: str) -> tuple[float, floa
     return sum(points) / len(points), min(points), max(points)
 
 
+def _level_order(levels: list, base):
+    """Sort key of (level name, row): by value when every level is a number, else the config's order
+    with the base level first."""
+    values = {level_name(v): v for v in [base, *levels]}
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()):
+        return lambda item: values[item[0]]
+    order = list(values)
+    return lambda item: order.index(item[0])
+
+
 def plot_factor(frame: pd.DataFrame, study: Study, factor: str, task: str):
     """The figure of one factor on one task: the base cell at the base level, then each level's cell."""
     import matplotlib
@@ -52,8 +62,7 @@ def plot_factor(frame: pd.DataFrame, study: Study, factor: str, task: str):
     base_name = level_name(study.base_level(factor))
     cells = [(base_name, of_task[of_task["cell"] == BASE].iloc[0])]
     cells += [(row["level"], row) for _, row in of_task[of_task["factor"] == factor].iterrows()]
-    order = [level_name(level) for level in study.factors[factor]]
-    cells.sort(key=lambda item: order.index(item[0]) if item[0] in order else -1)
+    cells.sort(key=_level_order(study.factors[factor], study.base_level(factor)))
     references = of_task[of_task["factor"] == "reference"]
 
     figure, axes = plt.subplots(1, len(MEASURES), figsize=(3.0 * len(MEASURES), 3.0), squeeze=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+import narrowgate
 from narrowgate.grid import write_json_atomic
 from narrowgate.study.plan import Run, StudyError
 from narrowgate.toy import RECIPE_FILE
@@ -46,6 +48,14 @@ def command(run: Run, output: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def child_env() -> dict[str, str]:
+    """This environment, with the folder this narrowgate is imported from first on the path, so that
+    train-toy runs the same code as the study (a source checkout next to an installed copy)."""
+    root = str(Path(narrowgate.__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
+
+
 def train_runs(runs: Sequence[Run], output: Path, jobs: int, log: Callable[[str], None]) -> None:
     """Train every run whose checkpoint is missing, ``jobs`` at a time, with progress lines; a StudyError
     naming the failed runs and their logs when any train-toy exits with an error (the others finish)."""
@@ -60,7 +70,7 @@ def train_runs(runs: Sequence[Run], output: Path, jobs: int, log: Callable[[str]
         folder = run.folder(output)
         write_json_atomic(folder / "recipe.json", dataclasses.asdict(run.recipe))
         with open(folder / LOG_FILE, "a") as out:
-            return subprocess.run(command(run, output), stdout=out, stderr=subprocess.STDOUT).returncode
+            return subprocess.run(command(run, output), stdout=out, stderr=subprocess.STDOUT, env=child_env()).returncode
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(train, run): run for run in pending}
