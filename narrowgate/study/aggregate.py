@@ -162,12 +162,14 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
         )
     lines += [
         "",
-        "Gate shares (of the image's effect, baseline − image_ablated, on the task's metric): *through* = "
-        "(baseline − gate_ablated) / effect, *bypass* = (baseline − gate_only) / effect; mean over seeds with a "
-        "95% CI from a two-level bootstrap (seeds, then documents within each seed). *attention to gate*: the "
-        "gate's share of the text queries' attention to the image span, mean over layers; *patching flips*: "
-        "fraction of answers that flip when the gate's input to every layer comes from another image. Those "
-        "two: mean (range over seeds). A claim needs at least 3 seeds per cell.",
+        (
+            "Gate shares (of the image's effect, baseline − image_ablated, on the task's metric): *through* = "
+            "(baseline − gate_ablated) / effect, *bypass* = (baseline − gate_only) / effect; mean over seeds with a "
+            "95% CI from a two-level bootstrap (seeds, then documents within each seed). *attention to gate*: the "
+            "gate's share of the text queries' attention to the image span, mean over layers; *patching flips*: "
+            "fraction of answers that flip when the gate's input to every layer comes from another image. Those "
+            "two: mean (range over seeds). A claim needs at least 3 seeds per cell."
+        ),
         "",
     ]
     return "\n".join(lines)

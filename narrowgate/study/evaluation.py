@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from narrowgate.grid import GRID_FILE, parse_config, run_grid, write_json_atomic
-from narrowgate.leaderboard.collect import BASELINE, mean_over_seeds, paired_scores, read_cells
+from narrowgate.leaderboard.collect import (
+    BASELINE,
+    mean_over_seeds,
+    paired_scores,
+    read_cells,
+)
 from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES, gate_share
 from narrowgate.study.plan import GRID_DIR, Reference, Run, Study, StudyError
 from narrowgate.toy import FAMILY

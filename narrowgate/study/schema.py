@@ -12,7 +12,17 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ValidationError
 
-from narrowgate.grid.schema import Entry, ModelArgs, Names, Positive, Text, _check, _is_int, kind
+from narrowgate.grid import schema as grid_schema
+from narrowgate.grid.schema import (
+    Entry,
+    ModelArgs,
+    Names,
+    Positive,
+    Text,
+    _check,
+    _is_int,
+    kind,
+)
 
 # what a gate share needs: the image's effect (baseline - image_ablated) and the two knockouts of the gate
 REQUIRED_CONDITIONS = ("baseline", "gate_ablated", "gate_only", "image_ablated")
@@ -93,17 +103,8 @@ def validate(data: Any, path: Path) -> StudyFile:
 
 
 def _explain(error: dict[str, Any]) -> str:
-    loc = [part for part in error["loc"] if part != "[key]"]
-    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
-    if error["type"] == "extra_forbidden":
-        entry = AnalysesEntry if loc[:1] == ["analyses"] else StudyFile
-        message = f"unknown key; valid keys here: {', '.join(entry.model_fields)}"
-    elif error["type"] == "missing":
-        message = "missing (required)"
-    elif error["type"] == "value_error":
-        message = str(error["ctx"]["error"])
-    elif error["type"] in ("model_type", "dict_type"):
-        message = f"expected a mapping, got {kind(error['input'])}"
-    else:
-        message = error["msg"]
-    return f"{key}: {message}"
+    """The grid schema's message, except for an unknown key, whose valid keys are the study's."""
+    if error["type"] != "extra_forbidden":
+        return grid_schema._explain(error)
+    entry = AnalysesEntry if error["loc"][:1] == ("analyses",) else StudyFile
+    return f"{'.'.join(map(str, error['loc']))}: unknown key; valid keys here: {', '.join(entry.model_fields)}"

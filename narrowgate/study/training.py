@@ -70,7 +70,7 @@ def train_runs(runs: Sequence[Run], output: Path, jobs: int, log: Callable[[str]
         folder = run.folder(output)
         write_json_atomic(folder / "recipe.json", dataclasses.asdict(run.recipe))
         with open(folder / LOG_FILE, "a") as out:
-            return subprocess.run(command(run, output), stdout=out, stderr=subprocess.STDOUT, env=child_env()).returncode
+            return subprocess.run(command(run, output), check=False, stdout=out, stderr=subprocess.STDOUT, env=child_env()).returncode
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(train, run): run for run in pending}
