@@ -155,7 +155,7 @@ def plan(data: Any, path: Path) -> Study:
             key = f"factors.{factor}[{i}]"
             if names.index(name) != i:
                 raise fail(key, f"level {name} is listed twice")
-            if not SAFE_NAME.fullmatch(name):
+            if not SAFE_NAME.fullmatch(name.removeprefix("-")):  # a folder name; negative numbers too
                 raise fail(key, f"level {level!r} must be a number, true/false or a name of letters, digits, '.', '_', '+', '-'")
             values = {**file.base, factor: level}
             if recipe(key, {**values, "seed": file.seeds[0]}) != base:  # a level equal to the base is the base cell
