@@ -148,3 +148,11 @@ def test_seed_bootstrap_spans_the_seeds() -> None:
     assert (zero.mean, zero.ci_low, zero.ci_high) == pytest.approx((0.2, 0.2, 0.2), abs=1e-12)
     assert np.isnan(zero.per_seed[1])
     assert seed_bootstrap_ratio([(den, 0 * den)], n_resamples=100) is None
+
+
+def test_bad_condition_is_reported_before_training(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("seeds: [0]\nconditions: [baseline, gate_ablated, gate_only, image_ablated, gate_closed]\n")
+    assert main(["study", "emergence", str(config), "--output", str(tmp_path / "out")]) == 2
+    assert f"{config}: conditions[4]:" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

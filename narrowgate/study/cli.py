@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     from narrowgate.grid import ConfigError, set_log_level, write_json_atomic
     from narrowgate.study.aggregate import TABLE, write_table
-    from narrowgate.study.evaluation import evaluate
+    from narrowgate.study.evaluation import evaluate, grid_config
     from narrowgate.study.plan import StudyError, load_study
     from narrowgate.study.plots import write_plots
     from narrowgate.study.training import train_runs
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             raise StudyError(f"--jobs must be a positive integer, got {args.jobs}")
         study = load_study(args.config)
         output = args.output
+        grid_config(study, output)
         output.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output / "study.json", study.record())
         log(f"{len(study.runs)} runs ({len(study.runs) // len(study.file.seeds)} cells x {len(study.file.seeds)} seeds), {len(study.references)} references")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from narrowgate.grid import GRID_FILE, parse_config, run_grid, write_json_atomic
+from narrowgate.grid import GRID_FILE, GridConfig, parse_config, run_grid, write_json_atomic
 from narrowgate.leaderboard.collect import (
     BASELINE,
     mean_over_seeds,
@@ -37,20 +37,28 @@ MEASURES = ("gate_share", "attention", "patching")
 PATCHING_EXAMPLES = 96  # the drawings the patching pairs are drawn from (narrowgate analyze's default)
 
 
-def evaluate(study: Study, output: Path, log: Callable[[str], None], verbosity: str = "WARNING") -> None:
-    """The grid over every checkpoint, then each checkpoint's missing measure files."""
-    checkpoints = study.checkpoints()
-    grid = parse_config(
+def grid_config(study: Study, output: Path) -> GridConfig:
+    """The grid of every checkpoint x condition x task; built before training too, so that a bad
+    condition or model argument is reported (naming the study's config) before hours of training."""
+    return parse_config(
         {
             "description": f"narrowgate study {study.path}",
             "tasks": list(study.file.tasks),
             "limit": study.file.limit,
             "model_args": dict(study.file.model_args),
             "conditions": list(study.file.conditions),
-            "models": [{"name": c.name, "family": FAMILY, "pretrained": str(c.checkpoint(output))} for c in checkpoints],
+            "models": [
+                {"name": c.name, "family": FAMILY, "pretrained": str(c.checkpoint(output))} for c in study.checkpoints()
+            ],
         },
-        output / GRID_DIR / "study_grid.yaml",
+        study.path,
     )
+
+
+def evaluate(study: Study, output: Path, log: Callable[[str], None], verbosity: str = "WARNING") -> None:
+    """The grid over every checkpoint, then each checkpoint's missing measure files."""
+    checkpoints = study.checkpoints()
+    grid = grid_config(study, output)
     log(f"evaluating {len(checkpoints)} checkpoints x {len(study.file.conditions)} conditions x {len(study.file.tasks)} tasks")
     report = run_grid(grid, output / GRID_DIR, verbosity=verbosity, log=lambda m: log(f"grid: {m}"))
     if report.failed:
