@@ -112,7 +112,10 @@ def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame
             for share, condition in SHARES.items():
                 ratio = seed_bootstrap_ratio(
                     [
-                        (np.subtract(p["scores"][BASELINE], p["scores"][condition]), np.subtract(p["scores"][BASELINE], p["scores"][IMAGE_ABLATED]))
+                        (
+                            np.subtract(p["scores"][BASELINE], p["scores"][condition]),
+                            np.subtract(p["scores"][BASELINE], p["scores"][IMAGE_ABLATED]),
+                        )
                         for p in per
                     ],
                     n_resamples=n_resamples,
@@ -146,7 +149,10 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
     def spread(row, name: str) -> str:
         return f"{num(row[f'{name}_mean'])} ({num(row[f'{name}_min'])}–{num(row[f'{name}_max'])})"
 
-    header = "| factor | level | task | seeds | baseline | through | bypass | through > 0 | attention to gate | patching flips |"
+    header = (
+        "| factor | level | task | seeds | baseline | image effect | through | bypass | through > 0 "
+        "| attention to gate | patching flips |"
+    )
     lines = [
         f"# Emergence study: {study.file.description}".rstrip(": "),
         "",
@@ -156,14 +162,15 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
     for _, row in frame.iterrows():
         seeds = row["seeds"] or "—"
         lines.append(
-            f"| {row['factor']} | {row['level']} | {row['task']} | {seeds} | {num(row['baseline'])} | "
+            f"| {row['factor']} | {row['level']} | {row['task']} | {seeds} | {num(row['baseline'])} | {num(row['image_effect'])} | "
             f"{share(row, 'through')} | {share(row, 'bypass')} | {'yes' if row['through_above_zero'] else 'no'} | "
             f"{spread(row, 'attention_gate')} | {spread(row, 'flip_fraction')} |"
         )
     lines += [
         "",
         (
-            "Gate shares (of the image's effect, baseline − image_ablated, on the task's metric): *through* = "
+            "*image effect*: baseline − image_ablated on the task's metric, mean over seeds (a share of an effect "
+            "near 0 means little). Gate shares of that effect: *through* = "
             "(baseline − gate_ablated) / effect, *bypass* = (baseline − gate_only) / effect; mean over seeds with a "
             "95% CI from a two-level bootstrap (seeds, then documents within each seed). *attention to gate*: the "
             "gate's share of the text queries' attention to the image span, mean over layers; *patching flips*: "

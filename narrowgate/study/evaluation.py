@@ -120,7 +120,9 @@ def analyse(checkpoint: Run | Reference, study: Study, output: Path) -> None:
     if not pending:
         return
     args = study.file.model_args
-    subject = Subject(FAMILY, str(checkpoint.checkpoint(output)), device=args.get("device"), dtype=args.get("dtype"), batch_size=options.batch_size)
+    subject = Subject(
+        FAMILY, str(checkpoint.checkpoint(output)), device=args.get("device"), dtype=args.get("dtype"), batch_size=options.batch_size
+    )
     if "attention" in pending:
         table, summary, figure = attention.run(subject, load_examples("shapes", options.attention), None, Namespace())
         wide = table.pivot(index="layer", columns="group", values="share")
