@@ -22,7 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from narrowgate.grid import GRID_FILE, GridConfig, parse_config, run_grid, write_json_atomic
+from narrowgate.grid import (
+    GRID_FILE,
+    GridConfig,
+    parse_config,
+    run_grid,
+    write_json_atomic,
+)
 from narrowgate.leaderboard.collect import (
     BASELINE,
     mean_over_seeds,
