@@ -45,6 +45,7 @@ from .model import (
 from .recipe import (
     CAPTION_KIND,
     FAMILY,
+    GATE_TARGETS,
     HELD_OUT_COMBOS,
     RECIPE_FILE,
     REPORT_FILE,
@@ -70,6 +71,7 @@ __all__ = [
     "CAPTION_KIND",
     "CONDITIONS",
     "FAMILY",
+    "GATE_TARGETS",
     "HELD_OUT_COMBOS",
     "PATCH",
     "RECIPE_FILE",
