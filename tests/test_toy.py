@@ -319,7 +319,7 @@ def quick_toy():
 def test_the_gate_target_lands_on_the_gate_with_the_first_token_of_its_text(quick_toy, gate_target):
     from interventions import family_spec
 
-    model, processor, templates, specs, codes = quick_toy
+    _, processor, templates, specs, codes = quick_toy
     choice = [1, 4, 2]
     plain = toy.pack(templates, specs, codes, choice, captions=True)
     batch = toy.pack(templates, specs, codes, choice, captions=True, gate_target=gate_target)
@@ -397,7 +397,7 @@ def test_defaults_pack_and_train_as_before_and_new_factors_keep_the_data_stream(
     """At their defaults the new fields leave the batch and loss as the old call makes them (an old
     recipe file loads to them), and turning them on changes the weights but not which drawings and
     captions each step sees (no random stream is touched)."""
-    model, processor, templates, specs, codes = quick_toy
+    model, _, templates, specs, codes = quick_toy
     old = toy.pack(templates, specs, codes, [0, 1, 2], True)
     new = toy.pack(templates, specs, codes, [0, 1, 2], True, gate_target="none", t2i=False)
     for field in dataclasses.fields(old):

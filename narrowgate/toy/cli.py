@@ -10,7 +10,13 @@ import time
 from pathlib import Path
 
 from .model import load
-from .recipe import GATE_TARGETS, RECIPE_FILE, TOY_CHECKPOINT, TRAINING_CONDITIONS, ToyRecipe
+from .recipe import (
+    GATE_TARGETS,
+    RECIPE_FILE,
+    TOY_CHECKPOINT,
+    TRAINING_CONDITIONS,
+    ToyRecipe,
+)
 from .report import (
     folder_bytes,
     format_table,
