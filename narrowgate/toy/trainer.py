@@ -137,11 +137,11 @@ def pack(
         rows.append((ids, segment, positions, targets))
     image = torch.tensor([token == t.image_id for token in t.prefix])
     first, last = int(image.nonzero()[0]), int(image.nonzero()[-1])
-    t2i_starts = []  # where each text-to-image row's image (start-of-image) begins
+    t2i_starts = []  # each text-to-image row's start-of-image position
     if t2i:
         for spec, prefix, choice in zip(specs, images, caption_choice, strict=True):
             ids = [prefix[0], *t.captions[spec.combo][choice][:-1], *prefix[1:]]  # bos, caption (no eos), image
-            t2i_starts.append(len(ids) - len(prefix) + 1)
+            t2i_starts.append(len(ids) - len(prefix) + first - 1)
             rows.append((ids, [0] * len(ids), list(range(len(ids))), [-100] * len(ids)))
     length = max(len(ids) for ids, *_ in rows)
     n = len(rows)
@@ -164,7 +164,7 @@ def pack(
     generates_code = torch.zeros((n, length), dtype=torch.bool)
     for r, start in enumerate(t2i_starts, start=len(specs)):
         # from start-of-image on, the next token is an image token: all 64, the first one too (it follows the caption)
-        generates_code[r, start - 1 + first - 1 : start - 1 + last] = True
+        generates_code[r, start : start + last - first + 1] = True
     return Packed(input_ids, position_ids, attention_mask, text_targets, predicts_code, generates_code)
 
 
