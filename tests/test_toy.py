@@ -247,6 +247,10 @@ def test_train_toy_command_writes_a_loadable_float16_checkpoint(tmp_path, capsys
         ([], {"stepz": 3}, "unknown recipe field(s) stepz; valid:"),
         ([], {"steps": "3"}, "ToyRecipe.steps must be int, got '3'"),
         ([], [3], "expected a JSON object of recipe fields"),
+        ([], {"gate_target": "answer"}, "ToyRecipe.gate_target must be one of none, caption, colour, shape, position"),
+        (["--t2i", "-0.5"], None, "ToyRecipe.t2i must be >= 0, got -0.5"),
+        (["--hidden-size", "30"], None, "ToyRecipe.hidden_size (30) must be divisible by num_attention_heads (4)"),
+        (["--t2i", "1", "--condition", "gate_only"], None, "ToyRecipe.t2i needs condition baseline"),
     ],
 )
 def test_bad_recipe_fails_naming_the_field(tmp_path, capsys, args, recipe, message):
@@ -299,3 +303,145 @@ def test_a_packed_row_trained_under_a_condition_computes_each_prompt_as_the_engi
                     alone = model.model(**inputs).last_hidden_state[0, len(templates.prefix) :]
                 torch.testing.assert_close(packed[row, start : start + len(suffix)], alone, rtol=0, atol=1e-4)
                 start += len(suffix) + len(templates.answers[spec.answer(kind)])
+
+
+@pytest.fixture(scope="module")
+def quick_toy():
+    """The QUICK model with a fitted codebook, its processor and templates, three drawings and their codes."""
+    model, processor = toy.build(QUICK)
+    specs = toy.eval_specs("seen")[:3]
+    pixel_values = toy.pixel_values_of(processor, specs)
+    toy.fit_codebook(model, pixel_values, iters=2, seed=0)
+    return model, processor, toy.templates(processor), specs, toy.image_tokens(model, pixel_values)
+
+
+@pytest.mark.parametrize("gate_target", toy.GATE_TARGETS)
+def test_the_gate_target_lands_on_the_gate_with_the_first_token_of_its_text(quick_toy, gate_target):
+    from interventions import family_spec
+
+    _, processor, templates, specs, codes = quick_toy
+    choice = [1, 4, 2]
+    plain = toy.pack(templates, specs, codes, choice, captions=True)
+    batch = toy.pack(templates, specs, codes, choice, captions=True, gate_target=gate_target)
+    (gate_id,) = family_spec(toy.FAMILY).token_ids(processor.tokenizer).gate
+    gate = len(templates.prefix) - 1
+    assert batch.input_ids[:, gate].tolist() == [gate_id] * len(specs)
+    for row, spec in enumerate(specs):
+        text = {toy.CAPTION_KIND: spec.captions()[choice[row]], **{k: spec.answer(k) for k in shapes.QUESTION_KINDS}}
+        first = {kind: processor.tokenizer(t, add_special_tokens=False)["input_ids"][0] for kind, t in text.items()}
+        expected = first.get(gate_target, -100)
+        assert batch.text_targets[row, gate] == expected, (spec, gate_target)
+    # nothing else changes: the other targets, the tokens, the masks
+    changed = (batch.text_targets != plain.text_targets).nonzero()[:, 1].unique().tolist()
+    assert changed == ([] if gate_target == "none" else [gate])
+    for name in ("input_ids", "position_ids", "attention_mask", "predicts_code", "generates_code"):
+        assert torch.equal(getattr(batch, name), getattr(plain, name)), name
+
+
+def test_text_to_image_rows_are_the_processors_caption_then_image_each_computed_alone(quick_toy):
+    """A drawing's text-to-image row is ``"{caption}<image>"`` as the processor tokenizes it, its logits
+    are those of that prompt alone (so no row reads another), the drawing rows are unchanged, and the
+    loss adds ``t2i`` x the cross-entropy of each of its 64 image codes over the image codes."""
+    import torch.nn.functional as F
+
+    from interventions import family_spec
+
+    model, processor, templates, specs, codes = quick_toy
+    choice = [0, 3, 4]
+    plain = toy.pack(templates, specs, codes, choice, captions=True)
+    batch = toy.pack(templates, specs, codes, choice, captions=True, t2i=True)
+    n, image_cols = len(specs), torch.tensor(model.model.vocabulary_mapping.image_tokens)
+    assert batch.input_ids.shape[0] == 2 * n
+    with torch.no_grad():
+        hidden = model.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        ).last_hidden_state
+        alone_plain = model.model(
+            input_ids=plain.input_ids, attention_mask=plain.attention_mask, position_ids=plain.position_ids
+        ).last_hidden_state
+        width = plain.input_ids.shape[1]
+        assert torch.equal(batch.input_ids[:n, :width], plain.input_ids)
+        assert torch.equal(batch.text_targets[:n, :width], plain.text_targets)
+        assert torch.equal(batch.predicts_code[:n, :width], plain.predicts_code)
+        torch.testing.assert_close(hidden[:n, :width], alone_plain, rtol=0, atol=1e-5)
+        expected_loss = 0.0
+        for row, spec in enumerate(specs):
+            inputs = processor(
+                text=[spec.captions()[choice[row]] + family_spec(toy.FAMILY).placeholder],
+                images=[shapes.draw(spec)],
+                return_tensors="pt",
+                return_for_text_completion=True,
+            )
+            alone_ids = inputs["input_ids"][0].clone()
+            alone_ids[alone_ids == templates.image_id] = codes[row].long()
+            r, length = n + row, len(alone_ids)
+            assert batch.input_ids[r, :length].tolist() == alone_ids.tolist()
+            assert (batch.input_ids[r, length:] == templates.pad_id).all()
+            assert (batch.text_targets[r] == -100).all() and not batch.predicts_code[r].any()
+            # the loss mask: exactly the positions whose next token is one of the 64 image codes
+            where = batch.generates_code[r].nonzero()[:, 0]
+            assert batch.input_ids[r, where + 1].tolist() == codes[row].tolist()
+            # hidden states, not the model's logits: its forward hides the image codes from the softmax
+            alone = model.model(**inputs).last_hidden_state[0]
+            torch.testing.assert_close(hidden[r, :length], alone, rtol=0, atol=1e-5)
+            alone = model.lm_head(alone)
+            expected_loss += F.cross_entropy(
+                alone[where][:, image_cols], torch.searchsorted(image_cols, codes[row]), reduction="sum"
+            )
+        with_t2i = toy.loss(model, batch, image_loss=0.5, t2i=0.7)[0]
+        without = toy.loss(model, batch, image_loss=0.5)[0]
+        torch.testing.assert_close(with_t2i - without, 0.7 * expected_loss / (64 * n), rtol=1e-5, atol=1e-6)
+
+
+def test_defaults_pack_and_train_as_before_and_new_factors_keep_the_data_stream(quick_toy, monkeypatch):
+    """At their defaults the new fields leave the batch and loss as the old call makes them (an old
+    recipe file loads to them), and turning them on changes the weights but not which drawings and
+    captions each step sees (no random stream is touched)."""
+    model, _, templates, specs, codes = quick_toy
+    old = toy.pack(templates, specs, codes, [0, 1, 2], True)
+    new = toy.pack(templates, specs, codes, [0, 1, 2], True, gate_target="none", t2i=False)
+    for field in dataclasses.fields(old):
+        assert torch.equal(getattr(old, field.name), getattr(new, field.name)), field.name
+    assert not new.generates_code.any() and (new.text_targets[:, len(templates.prefix) - 1] == -100).all()
+    with torch.no_grad():
+        assert torch.equal(toy.loss(model, old, 1.0)[0], toy.loss(model, new, 1.0, t2i=0.0)[0])
+    shipped = json.loads((toy.toy_checkpoint() / toy.RECIPE_FILE).read_text())
+    assert {"gate_target", "t2i"}.isdisjoint(shipped)
+    assert toy.ToyRecipe(**shipped) == toy.ToyRecipe(**shipped, gate_target="none", t2i=0.0)
+
+    seen, real_pack = [], trainer.pack
+
+    def recording_pack(t, specs, codes, choice, *args):
+        seen[-1].append(([spec.combo for spec in specs], codes.tolist(), list(choice)))
+        return real_pack(t, specs, codes, choice, *args)
+
+    monkeypatch.setattr(trainer, "pack", recording_pack)
+    weights = []
+    for recipe in (QUICK, dataclasses.replace(QUICK, gate_target="caption", t2i=1.0)):
+        seen.append([])
+        weights.append(toy.train(recipe, log=lambda line: None)[0].state_dict())
+    assert seen[0] == seen[1] and len(seen[0]) == QUICK.steps
+    assert not all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def test_train_toy_architecture_options_set_the_recipe_and_help_lists_the_factors(capsys):
+    import argparse
+
+    from narrowgate.toy.cli import configure, recipe_from
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+
+    def recipe(*args: str) -> toy.ToyRecipe:
+        return recipe_from(parser.parse_args(["--out", "unused", *args]))
+
+    assert recipe() == toy.ToyRecipe()
+    wide = recipe("--layers", "2", "--hidden-size", "64", "--gate-target", "shape", "--t2i", "0.5")
+    assert (wide.num_hidden_layers, wide.hidden_size, wide.intermediate_size) == (2, 64, 192)
+    assert (wide.gate_target, wide.t2i) == ("shape", 0.5)
+    assert recipe("--hidden-size", "64", "--intermediate-size", "100").intermediate_size == 100
+    with pytest.raises(SystemExit):
+        cli.main(["train-toy", "--help"])
+    help_text = capsys.readouterr().out
+    for option in ("--layers", "--hidden-size", "--intermediate-size", "--gate-target", "--t2i"):
+        assert option in help_text, option

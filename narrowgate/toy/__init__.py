@@ -29,6 +29,9 @@ The recipe (``ToyRecipe``; the same seed gives the same weights on the same soft
   image (``captions``), and on the image tokens (``image_loss``, weight 1 by default: a "native"
   objective, the model also learns to continue images; 0 turns it off). All prompts of a drawing
   share one row (``pack``).
+- Factors for the emergence study, off by default (the shipped recipe): ``gate_target`` (the gate
+  predicts the first token of the caption or of one answer) and ``t2i`` (weighted text-to-image rows,
+  caption then image codes); depth and width through the architecture fields.
 - Training is step-based, not time-based, so a seed gives the same model on a fast or a busy machine;
   it uses ``threads`` CPU threads (results can differ in the last bits with another thread count).
 """
@@ -45,6 +48,7 @@ from .model import (
 from .recipe import (
     CAPTION_KIND,
     FAMILY,
+    GATE_TARGETS,
     HELD_OUT_COMBOS,
     RECIPE_FILE,
     REPORT_FILE,
@@ -70,6 +74,7 @@ __all__ = [
     "CAPTION_KIND",
     "CONDITIONS",
     "FAMILY",
+    "GATE_TARGETS",
     "HELD_OUT_COMBOS",
     "PATCH",
     "RECIPE_FILE",

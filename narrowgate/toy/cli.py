@@ -10,7 +10,13 @@ import time
 from pathlib import Path
 
 from .model import load
-from .recipe import RECIPE_FILE, TOY_CHECKPOINT, TRAINING_CONDITIONS, ToyRecipe
+from .recipe import (
+    GATE_TARGETS,
+    RECIPE_FILE,
+    TOY_CHECKPOINT,
+    TRAINING_CONDITIONS,
+    ToyRecipe,
+)
 from .report import (
     folder_bytes,
     format_table,
@@ -42,6 +48,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"weight of the image-token loss, the 'native' objective (default {defaults.image_loss}; 0: answers and captions only)",
     )
     parser.add_argument("--no-captions", action="store_true", help="train on the questions only")
+    parser.add_argument(
+        "--gate-target",
+        choices=GATE_TARGETS,
+        help=f"what the gate token (<eoss>, right after the image) is trained to predict: the first token of the "
+        f"drawing's caption or of that question's answer (default {defaults.gate_target}: nothing)",
+    )
+    parser.add_argument(
+        "--t2i",
+        type=float,
+        metavar="W",
+        help=f"weight of text-to-image rows, one per drawing: its caption, then its image codes to predict "
+        f"(default {defaults.t2i}: none)",
+    )
+    parser.add_argument("--layers", type=int, help=f"transformer layers (default {defaults.num_hidden_layers})")
+    parser.add_argument(
+        "--hidden-size",
+        type=int,
+        help=f"model width (default {defaults.hidden_size}); divisible by the {defaults.num_attention_heads} heads",
+    )
+    parser.add_argument(
+        "--intermediate-size", type=int, help="MLP width (default 3 x the hidden size; "
+        f"{defaults.intermediate_size} at the default width)"
+    )
     parser.add_argument(
         "--knockout", choices=("zero", "mask"), help=f"the --condition's knockout semantics (default {defaults.knockout})"
     )
@@ -85,7 +114,14 @@ def recipe_from(args: argparse.Namespace) -> ToyRecipe:
         "threads": args.threads,
         "attention_loss": args.attention_loss,
         "knockout": args.knockout,
+        "gate_target": args.gate_target,
+        "t2i": args.t2i,
+        "num_hidden_layers": args.layers,
+        "hidden_size": args.hidden_size,
+        "intermediate_size": args.intermediate_size,
     }
+    if args.hidden_size is not None and args.intermediate_size is None:
+        given["intermediate_size"] = 3 * args.hidden_size
     base.update({name: value for name, value in given.items() if value is not None})
     if args.no_captions:
         base["captions"] = False

@@ -24,6 +24,9 @@ CAPTION_KIND = "caption"
 ARCHITECTURE = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
 # Conditions a toy can be trained under: the deterministic attention knockouts.
 TRAINING_CONDITIONS: tuple[str, ...] = ("baseline", "gate_ablated", "gate_only", "image_ablated", "last_image_ablated")
+# What the gate (the last prefix position) can be trained to predict: nothing, or the first token of the
+# drawing's reference caption (as in interleaved pretraining) or of one question's answer word.
+GATE_TARGETS: tuple[str, ...] = ("none", CAPTION_KIND, *shapes.QUESTION_KINDS)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,10 @@ class ToyRecipe:
     knockout: str = "zero"
     # weight of the mean probability that the condition's cut edges take (see toy.knockout): 0 = none
     attention_loss: float = 0.0
+    # what the gate token is trained to predict (GATE_TARGETS); "none": nothing, its next token is the request
+    gate_target: str = "none"
+    # weight of text-to-image rows (caption, then the drawing's image codes to predict): 0 = none
+    t2i: float = 0.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -64,15 +71,30 @@ class ToyRecipe:
             "batch_images",
             "n_train_images",
             "hidden_size",
+            "intermediate_size",
             "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
             "kmeans_images",
             "threads",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ToyRecipe.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("image_loss", "attention_loss"):
+        for name in ("image_loss", "attention_loss", "t2i"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ToyRecipe.{name} must be >= 0, got {getattr(self, name)}")
+        if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"ToyRecipe.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads}), and that by num_key_value_heads ({self.num_key_value_heads})"
+            )
+        if self.gate_target not in GATE_TARGETS:
+            raise ValueError(f"ToyRecipe.gate_target must be one of {', '.join(GATE_TARGETS)}, got {self.gate_target!r}")
+        if self.t2i > 0 and self.condition != "baseline":
+            raise ValueError(
+                "ToyRecipe.t2i needs condition baseline: the condition's knockouts follow the image-first rows' "
+                f"layout, which a text-to-image row does not have (got condition {self.condition!r})"
+            )
         if self.knockout not in ("zero", "mask"):
             raise ValueError(f"ToyRecipe.knockout must be zero or mask, got {self.knockout!r}")
         if self.condition not in TRAINING_CONDITIONS:

@@ -78,8 +78,11 @@ class Packed:
     (additive, rows x 1 x L x L) lets a segment read the prefix and its own earlier tokens only, and
     ``position_ids`` restart every segment right after the prefix, so each segment is computed exactly as
     its prompt would be alone; the prefix is computed once instead of once per prompt.
-    ``text_targets``: the next token where it is a target (answer, eos, caption), else -100.
-    ``predicts_code``: positions whose next token is an image token (the "native" objective).
+    With text-to-image rows, one more row per drawing follows them all: its caption, then its image
+    (``"{caption}<image>"`` as the processor tokenizes it), a row of its own (causal, padded).
+    ``text_targets``: the next token where it is a target (answer, eos, caption, the gate's target), else -100.
+    ``predicts_code``: positions of the drawing rows whose next token is an image token (the "native" objective).
+    ``generates_code``: positions of the text-to-image rows whose next token is an image token (all 64).
     """
 
     input_ids: torch.Tensor
@@ -87,30 +90,59 @@ class Packed:
     attention_mask: torch.Tensor
     text_targets: torch.Tensor
     predicts_code: torch.Tensor
+    generates_code: torch.Tensor
+
+
+def gate_token(t: Templates, spec: shapes.ShapeSpec, caption: int, gate_target: str) -> int:
+    """What the gate predicts under ``gate_target`` (``ToyRecipe.gate_target``, not "none"): the first
+    token of the drawing's reference caption number ``caption``, or of its answer to that question kind."""
+    if gate_target == CAPTION_KIND:
+        return t.captions[spec.combo][caption][0]
+    return t.answers[spec.answer(gate_target)][0]
 
 
 def pack(
-    t: Templates, specs: Sequence[shapes.ShapeSpec], codes: torch.Tensor, caption_choice: Sequence[int], captions: bool
+    t: Templates,
+    specs: Sequence[shapes.ShapeSpec],
+    codes: torch.Tensor,
+    caption_choice: Sequence[int],
+    captions: bool,
+    gate_target: str = "none",
+    t2i: bool = False,
 ) -> Packed:
     """The batch of ``specs`` (drawings) with their VQ tokens ``codes``; ``caption_choice``: which
-    reference caption each drawing is trained on (when ``captions``)."""
+    reference caption each drawing is trained on (when ``captions``, as the gate's target under
+    ``gate_target`` "caption", and as the text of its text-to-image row when ``t2i``)."""
     import torch
 
+    gate = len(t.prefix) - 1
     rows = []  # (ids, segment of each token, position ids, targets)
+    images = []  # each drawing's prefix, its VQ tokens in place
     for spec, image_codes, choice in zip(specs, codes.tolist(), caption_choice, strict=True):
         codes_left = iter(image_codes)
         ids = [next(codes_left) if token == t.image_id else token for token in t.prefix]
+        images.append(ids)
         segment, positions, targets = [0] * len(ids), list(range(len(ids))), [-100] * len(ids)
+        if gate_target != "none":
+            targets[gate] = gate_token(t, spec, choice, gate_target)
         answers = {kind: t.answers[spec.answer(kind)] for kind in shapes.QUESTION_KINDS}
         if captions:
             answers[CAPTION_KIND] = t.captions[spec.combo][choice]
         for number, (kind, answer) in enumerate(answers.items(), start=1):
             part = [*t.suffixes[kind], *answer]
-            ids += part
+            ids = ids + part
             segment += [number] * len(part)
             positions += range(len(t.prefix), len(t.prefix) + len(part))
             targets += [-100] * (len(t.suffixes[kind]) - 1) + list(answer) + [-100]
         rows.append((ids, segment, positions, targets))
+    image = torch.tensor([token == t.image_id for token in t.prefix])
+    first, last = int(image.nonzero()[0]), int(image.nonzero()[-1])
+    t2i_starts = []  # each text-to-image row's start-of-image position
+    if t2i:
+        for spec, prefix, choice in zip(specs, images, caption_choice, strict=True):
+            ids = [prefix[0], *t.captions[spec.combo][choice][:-1], *prefix[1:]]  # bos, caption (no eos), image
+            t2i_starts.append(len(ids) - len(prefix) + first - 1)
+            rows.append((ids, [0] * len(ids), list(range(len(ids))), [-100] * len(ids)))
     length = max(len(ids) for ids, *_ in rows)
     n = len(rows)
     input_ids = torch.full((n, length), t.pad_id)
@@ -127,17 +159,21 @@ def pack(
     query, key = segments[:, :, None], segments[:, None, :]
     allowed = causal & (((key == 0) & (query >= 0)) | (key == query))  # padding (-1) reads itself only
     attention_mask = torch.zeros((n, 1, length, length)).masked_fill(~allowed[:, None], torch.finfo(torch.float32).min)
-    image = torch.tensor([token == t.image_id for token in t.prefix])
-    first, last = int(image.nonzero()[0]), int(image.nonzero()[-1])
     predicts_code = torch.zeros((n, length), dtype=torch.bool)
-    predicts_code[:, first:last] = True  # the next token is an image token (all but the first)
-    return Packed(input_ids, position_ids, attention_mask, text_targets, predicts_code)
+    predicts_code[: len(specs), first:last] = True  # the next token is an image token (all but the first)
+    generates_code = torch.zeros((n, length), dtype=torch.bool)
+    for r, start in enumerate(t2i_starts, start=len(specs)):
+        # from start-of-image on, the next token is an image token: all 64, the first one too (it follows the caption)
+        generates_code[r, start : start + last - first + 1] = True
+    return Packed(input_ids, position_ids, attention_mask, text_targets, predicts_code, generates_code)
 
 
-def loss(model: ChameleonForConditionalGeneration, batch: Packed, image_loss: float) -> tuple[torch.Tensor, float]:
+def loss(
+    model: ChameleonForConditionalGeneration, batch: Packed, image_loss: float, t2i: float = 0.0
+) -> tuple[torch.Tensor, float]:
     """(loss to minimise, text loss): cross-entropy of the text targets (image tokens excluded from the
     softmax, as the model's forward does) plus ``image_loss`` x cross-entropy of the next image token
-    over the image codes only."""
+    over the image codes only, plus ``t2i`` x the same on the text-to-image rows' image codes."""
     import torch
     import torch.nn.functional as F
 
@@ -150,10 +186,11 @@ def loss(model: ChameleonForConditionalGeneration, batch: Packed, image_loss: fl
     logits[:, image_cols] = torch.finfo(logits.dtype).min
     total = F.cross_entropy(logits, batch.text_targets[text])
     text_loss = float(total.detach())
-    if image_loss > 0:
-        code_logits = model.lm_head(hidden[batch.predicts_code])[:, image_cols]
-        next_codes = batch.input_ids[:, 1:][batch.predicts_code[:, :-1]]
-        total = total + image_loss * F.cross_entropy(code_logits, torch.searchsorted(image_cols, next_codes))
+    for weight, where in ((image_loss, batch.predicts_code), (t2i, batch.generates_code)):
+        if weight > 0:
+            code_logits = model.lm_head(hidden[where])[:, image_cols]
+            next_codes = batch.input_ids[:, 1:][where[:, :-1]]
+            total = total + weight * F.cross_entropy(code_logits, torch.searchsorted(image_cols, next_codes))
     return total, text_loss
 
 
@@ -243,9 +280,11 @@ def _train(
         index = order[cursor : cursor + recipe.batch_images]
         cursor += recipe.batch_images
         choice = torch.randint(5, (len(index),), generator=generator).tolist()
-        batch = pack(t, [specs[i] for i in index.tolist()], codes[index], choice, recipe.captions)
+        batch = pack(
+            t, [specs[i] for i in index.tolist()], codes[index], choice, recipe.captions, recipe.gate_target, recipe.t2i > 0
+        )
         with training_under(model, knockouts, recipe.knockout, collect=recipe.attention_loss > 0) as cut_mass:
-            total, text_loss = loss(model, batch, recipe.image_loss)
+            total, text_loss = loss(model, batch, recipe.image_loss, recipe.t2i)
         if cut_mass:
             total = total + recipe.attention_loss * torch.stack(cut_mass).mean()
         optimizer.zero_grad(set_to_none=True)
