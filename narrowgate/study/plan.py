@@ -160,7 +160,8 @@ def plan(data: Any, path: Path) -> Study:
             values = {**file.base, factor: level}
             if recipe(key, {**values, "seed": file.seeds[0]}) != base:  # a level equal to the base is the base cell
                 cells.append((factor, level, values))
+    # seed-major: an interrupted or cut-short study has every cell at its first seeds, not some cells at all seeds
     runs = tuple(
-        Run(factor, level, recipe("seeds", {**values, "seed": seed})) for factor, level, values in cells for seed in file.seeds
+        Run(factor, level, recipe("seeds", {**values, "seed": seed})) for seed in file.seeds for factor, level, values in cells
     )
     return Study(path, file, base, runs, tuple(Reference(toy) for toy in file.references))
