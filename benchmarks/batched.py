@@ -1,10 +1,12 @@
-"""Conditions side by side (``intervene_each``, the grid's default) vs one condition at a time.
+"""Conditions side by side (``generate_each``, the grid's default: the shared prefix prefilled once) vs
+one condition at a time.
 
 1. The Chameleon-shaped model of ``benchmarks/knockout.py`` (1,045 tokens, 20 new tokens): a greedy
    generation under the five deterministic paper conditions (baseline, gate_ablated, gate_only,
-   image_ablated, last_image_ablated) in one batch of 5 rows, as a ratio to one condition
-   (gate_ablated) alone and to the five run one after another; and the peak resident-memory growth of
-   each (fresh process each) as a ratio to one condition.
+   image_ablated, last_image_ablated) side by side, as a ratio to one condition (gate_ablated) alone
+   (through ``generate_each`` as the sequential grid runs it, and through ``intervene`` with a
+   one-forward prefill) and to the five run one after another; and the peak resident-memory growth
+   of each (fresh process each) as a ratio to one condition.
 2. The smoke grid (``configs/smoke.yaml``: 7 conditions, 3 random seeds) through ``narrowgate grid``,
    batched (the default) vs ``--sequential``, into fresh folders, in this one run.
 
@@ -35,12 +37,21 @@ PAPER = ("baseline", "gate_ablated", "gate_only", "image_ablated", "last_image_a
 ALONE = ("gate_ablated",)
 
 
+@torch.no_grad()
 def run_conditions(model, inputs, layouts, suppress, names) -> torch.Tensor:
     """A greedy generation of the prompt under ``names`` side by side (one name: a plain batch of 1)."""
-    from interventions import intervene_each
+    from interventions import generate_each
 
-    with intervene_each(model, list(names), layouts) as expand:
-        return generate(model, expand(inputs), suppress)
+    options = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "do_sample": False, "pad_token_id": 0}
+    return generate_each(model, list(names), layouts, inputs, suppress_tokens=suppress, **options)
+
+
+def one_forward(model, inputs, layouts, suppress, name) -> torch.Tensor:
+    """One condition through ``intervene``: the prompt prefilled in one forward."""
+    from interventions import intervene
+
+    with intervene(model, name, layouts):
+        return generate(model, inputs, suppress)
 
 
 def memory_growth(job) -> float:
@@ -59,13 +70,19 @@ def chameleon_shaped(args) -> None:
         flush=True,
     )
     together = run_conditions(model, inputs, layouts, suppress, PAPER)
+    unsplit = []
     for index, name in enumerate(PAPER):  # the exactness the speed is for
         assert torch.equal(together[index : index + 1], run_conditions(model, inputs, layouts, suppress, [name])), name
-    times = {"one condition": [], "five, one after another": [], "five side by side": []}
+        unsplit.append(torch.equal(together[index : index + 1], one_forward(model, inputs, layouts, suppress, name)))
+    print(f"  side by side = each alone, token for token; = the one-forward prefill for {sum(unsplit)} of {len(PAPER)} conditions")
+    times = {"one condition": [], "one condition, one-forward prefill": [], "five, one after another": [], "five side by side": []}
     for round_index in range(args.rounds):
         start = time.perf_counter()
         run_conditions(model, inputs, layouts, suppress, ALONE)
         times["one condition"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        one_forward(model, inputs, layouts, suppress, ALONE[0])
+        times["one condition, one-forward prefill"].append(time.perf_counter() - start)
         start = time.perf_counter()
         for name in PAPER:
             run_conditions(model, inputs, layouts, suppress, [name])
@@ -77,7 +94,7 @@ def chameleon_shaped(args) -> None:
     median = {label: statistics.median(v) for label, v in times.items()}
     one = median["one condition"]
     for label, seconds in median.items():
-        print(f"  {label:28s} {seconds:7.2f} s  {seconds / one:5.2f}x one condition")
+        print(f"  {label:36s} {seconds:7.2f} s  {seconds / one:5.2f}x one condition")
     print(f"  side by side vs one after another: {median['five, one after another'] / median['five side by side']:.2f}x faster")
     if not args.no_memory:
         with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
