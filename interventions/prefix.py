@@ -87,11 +87,21 @@ def image_tokens(model: torch.nn.Module, inputs: Mapping[str, Any]) -> dict[str,
     return {"input_ids": ids.masked_scatter(placeholders, tokens.to(ids.dtype)), "attention_mask": inputs["attention_mask"]}
 
 
+def prefills(conditions: Sequence[Condition], layouts: Sequence[Layout]) -> list[Condition] | None:
+    """The condition each block's prefix is computed under: the baseline (one computation shared by all
+    such blocks) for a condition that changes no row before the split, else the condition itself;
+    None when the batch does not split (a row without an image)."""
+    column = split_column(layouts)
+    if column is None:
+        return None
+    return [BASELINE if all(first_changed(c, layout) >= column for layout in layouts) else c for c in conditions]
+
+
 @torch.no_grad()
-def _prefill(model, condition: Condition, layouts, inputs, column: int, reference) -> DynamicCache:
-    """The KV cache of positions [0, column) of the batch under ``condition``, with the positions and
-    mask that ``generate`` gives the same rows (position ids from the attention mask; no mask when
-    nothing is padded)."""
+def _prefill(model, condition: Condition, layouts, inputs, column: int, reference) -> list:
+    """The keys and values of positions [0, column) of the batch under ``condition``, one [keys, values]
+    per layer, computed with the positions and mask that ``generate`` gives the same rows (position ids
+    from the attention mask; no mask when nothing is padded)."""
     mask = inputs["attention_mask"]
     positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)[:, :column]
     cache = DynamicCache(config=model.config)
@@ -105,6 +115,17 @@ def _prefill(model, condition: Condition, layouts, inputs, column: int, referenc
             use_cache=True,
             logits_to_keep=1,
         )
+    return [[layer.keys, layer.values] for layer in cache.layers]
+
+
+def _stack(blocks: list[list], config) -> DynamicCache:
+    """One cache holding the blocks' rows in order (a block may repeat, condition-major). Each layer's
+    prefix tensors are released once stacked, so stacking holds one layer beyond the stacked cache."""
+    cache = DynamicCache(config=config)
+    for index in range(len(blocks[0])):
+        cache.update(*(torch.cat([block[index][part] for block in blocks]) for part in (0, 1)), index)
+        for block in blocks:
+            block[index] = None
     return cache
 
 
@@ -119,8 +140,10 @@ def generate_each(
 ):
     """``model.generate(**inputs, **options)`` under each of ``conditions``, side by side: what
     ``intervene_each`` gives (rows [i*B, (i+1)*B): the B prompts under ``conditions[i]``), with the
-    prefix that the conditions share prefilled once (see the module docstring; ``prefills`` lists what
-    would run). One condition alone runs the same split, so outputs agree with it token for token."""
+    prefix that the conditions share prefilled once (module docstring; ``prefills`` says under which
+    condition each block's prefix is computed). One condition alone runs the same split, so the
+    outputs agree with it token for token. Unsplit, as ``intervene_each``: embedding families, a
+    row without an image, a cache passed in or a static cache asked for."""
     conditions = [make_condition(c) if isinstance(c, str) else c for c in conditions]
     layouts = batch_layouts(layouts)
     plan = prefills(conditions, layouts)
@@ -129,27 +152,7 @@ def generate_each(
         with intervene_each(model, conditions, layouts, reference=reference) as expand:
             return model.generate(**expand(inputs), **options)
     column = split_column(layouts)
-    caches = {prefill: _prefill(model, prefill, layouts, text, column, reference) for prefill in dict.fromkeys(plan)}
-    blocks = [caches[prefill] for prefill in plan]
-    stacked = DynamicCache(
-        ddp_cache_data=[
-            (torch.cat([block.layers[i].keys for block in blocks]), torch.cat([block.layers[i].values for block in blocks]))
-            for i in range(len(blocks[0].layers))
-        ],
-        config=model.config,
-    )
-    del caches, blocks
+    computed = {prefix: _prefill(model, prefix, layouts, text, column, reference) for prefix in dict.fromkeys(plan)}
+    cache = _stack([computed[prefix] for prefix in plan], model.config)
     with intervene_each(model, conditions, layouts, reference=reference) as expand:
-        return model.generate(**expand(text), cache=stacked, **options)
-
-
-def prefills(conditions: Sequence[Condition], layouts: Sequence[Layout]) -> list[Condition] | None:
-    """The condition each block's prefix is computed under: the baseline (one computation shared by all
-    such blocks) for a condition that changes no row before the split, else the condition itself;
-    None when the batch does not split (a row without an image)."""
-    column = split_column(layouts)
-    if column is None:
-        return None
-    return [
-        BASELINE if all(first_changed(c, layout) >= column for layout in layouts) else c for c in conditions
-    ]
+        return model.generate(**expand(text), cache=cache, **options)
