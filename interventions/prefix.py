@@ -17,8 +17,9 @@ condition acting at the gate changes later rows), and every generation through `
 condition alone (the grid's ``--sequential``) as well as several side by side, splits there. Each
 prefix block is computed on the same B rows from the same inputs in both cases, so the caches are
 equal bit for bit, and the rest differs only as any rows side by side do (``intervene_each``). The
-alternative, detecting near-ties and recomputing those rows, needs a bound on the difference that
-no one can give for every dtype and device (bfloat16 logits are 0.06 apart at magnitude 10).
+alternative, detecting near-ties and recomputing those rows, needs a bound on that difference that
+holds for every dtype and device (bfloat16 logits of magnitude 10 are 0.06 apart), which no test
+can establish.
 
 Images. transformers passes pixel values with the first forward only, and L cuts images (the last
 image token comes after it, and with left padding the rows' images end at different columns). The
