@@ -9,7 +9,14 @@ from typing import Any
 
 import torch
 
-from interventions import CONDITIONS, FamilyIds, FamilySpec, family_spec, find_layouts, generate_each
+from interventions import (
+    CONDITIONS,
+    FamilyIds,
+    FamilySpec,
+    family_spec,
+    find_layouts,
+    generate_each,
+)
 from narrowgate.tiny import TINY_FAMILIES
 from narrowgate.tiny_auto import TINY_ARCHITECTURES
 
