@@ -57,6 +57,7 @@ def intervene_each(
 
     Each row gets what ``intervene(model, conditions[i], layouts)`` gives it: its block's attention runs
     the one-condition code path on the block's own slice of the batch. ``reference`` as for ``intervene``.
+    Every row prefills the whole prompt; ``generate_each`` prefills the prefix the conditions share once.
     """
     conditions = [make_condition(c) if isinstance(c, str) else c for c in conditions]
     if not conditions:

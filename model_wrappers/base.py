@@ -35,8 +35,8 @@ from interventions import (
     Layout,
     family_spec,
     find_layouts,
+    generate_each,
     intervene,
-    intervene_each,
     make_condition,
 )
 from interventions.session import REFERENCE, configured_attention
@@ -342,8 +342,9 @@ class NarrowgateModel(lmms):
     @contextmanager
     def conditions_together(self, conditions: Sequence[Condition], max_rows: int | None = None) -> Iterator[None]:
         """Inside the block, the first ``generate_until`` under any of ``conditions`` generates under all of
-        them in one pass (each batch's rows once per condition, side by side: ``intervene_each``); the
-        runs of the others are answered from it, with their own audits (``model_wrappers.together``).
+        them in one pass (each batch's rows once per condition, side by side, the prefix they share prefilled
+        once: ``generate_each``); the runs of the others are answered from it, with their own audits
+        (``model_wrappers.together``).
         ``max_rows`` caps the rows of one forward (conditions x batch size); on a CUDA out-of-memory
         error a pass splits its conditions in halves by itself. Outputs equal one condition at a time."""
         self._together = Together(tuple(c for c in conditions if self._fits(c)), max_rows)
@@ -406,8 +407,8 @@ class NarrowgateModel(lmms):
         """The decoded generations of one batch under ``conditions`` in one pass; a pass that runs out of
         GPU memory is redone in two halves, down to one condition (then the error says what to do)."""
         try:
-            with torch.inference_mode(), intervene_each(self.model, conditions, layouts, reference=self.reference) as expand:
-                generated = self.model.generate(**expand(inputs), **options)
+            with torch.inference_mode():
+                generated = generate_each(self.model, conditions, layouts, inputs, reference=self.reference, **options)
         except torch.OutOfMemoryError as error:
             if len(conditions) == 1:
                 raise torch.OutOfMemoryError(

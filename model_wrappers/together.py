@@ -3,7 +3,7 @@
 lmms-eval evaluates one model under one condition per run (its results and samples files, one audit
 per sample). Inside ``NarrowgateModel.conditions_together(conditions)`` the first ``generate_until``
 call runs its requests under every condition that lacks their answers, side by side in one batch
-(``interventions.intervene_each``), and keeps each condition's answers and audits here (text and a
+(``interventions.generate_each``), and keeps each condition's answers and audits here (text and a
 small record per request and condition) until the block ends; the run of each later condition is
 answered from them.
 """

@@ -1,16 +1,19 @@
-"""Conditions side by side (``intervene_each``, the grid's batched pass) give every row exactly what its
-condition gives it alone: same tokens, same logits, for every family and condition, ``zero`` and
-``mask``, on a left-padded batch of 2."""
+"""Conditions side by side (``generate_each``, the grid's batched pass, with its shared prefix; and
+``intervene_each``) give every row exactly what its condition gives it alone: same tokens, same logits,
+for every family and condition, ``zero`` and ``mask``, on a left-padded batch of 2."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
 from tiny_cases import CONDITION_CASES, TINY_CASES, load, same_size_pair
 
 from interventions import intervene, intervene_each, make_condition
+from interventions.session import language_model
 
 NEW_TOKENS = 4
 # every condition and semantics, a second random seed, and a layer subset next to the all-layer rows
@@ -21,27 +24,75 @@ CONDITIONS = [make_condition(name, knockout=knockout, k=3) for name, knockout in
 ]
 
 
+# The families whose images become token ids: their prompts split anywhere, so the prefix is shared.
+TOKEN_IMAGES = {"chameleon", "emu3"}
+
+
+@contextmanager
+def counted_forwards(model) -> Iterator[list[tuple[int, int]]]:
+    """(rows, positions) of every forward of the language model's decoder layers inside the block."""
+    forwards = []
+    first_layer = language_model(model).layers[0]
+    hook = first_layer.register_forward_pre_hook(
+        lambda module, args, kwargs: forwards.append(tuple((args[0] if args else kwargs["hidden_states"]).shape[:2])),
+        with_kwargs=True,
+    )
+    try:
+        yield forwards
+    finally:
+        hook.remove()
+
+
 @pytest.mark.parametrize(
     "family, reference", [(family, False) for family in TINY_CASES] + [("chameleon", True), ("llava", True)]
 )
 def test_conditions_side_by_side_equal_each_alone(tiny_dir, images, family, reference):
-    """The fast path on every tiny checkpoint; the eager post-softmax reference on two."""
+    """``generate_each`` side by side = ``generate_each`` one condition at a time, token for token, and =
+    the unsplit ``intervene`` path; the prefix before the batch's earliest last image token is computed
+    once for every condition that changes no row before it (token-image families; the others run the
+    whole prompt side by side). The fast path on every tiny checkpoint; the eager reference on two."""
     tiny = load(tiny_dir, family)
     inputs = tiny.inputs(same_size_pair(images))
     layouts = tiny.layouts(inputs)
     assert layouts[0].first != layouts[1].first, "the batch is not padded; the test proves nothing"
-    batch = len(layouts)
-    with intervene_each(tiny.model, CONDITIONS, layouts, reference=reference) as expand:
-        together, together_logits = tiny.generate(expand(inputs), NEW_TOKENS)
+    batch, length, rows = len(layouts), inputs["input_ids"].shape[1], len(CONDITIONS) * len(layouts)
+    with counted_forwards(tiny.model) as forwards:
+        together, together_logits = tiny.generate(inputs, NEW_TOKENS, CONDITIONS, layouts, reference=reference)
+    if family in TOKEN_IMAGES:
+        split = min(layout.spans[0].gate[0] for layout in layouts) - 1  # the earliest last image token
+        assert any(split < layout.spans[0].image.stop - 1 for layout in layouts), "no image is cut; the test proves less"
+        # one shared prefix, one per random_image_ablated (its cuts fall inside the image), then the rest
+        own = sum(condition.name == "random_image_ablated" for condition in CONDITIONS)
+        prefill = [(batch, split)] * (1 + own) + [(rows, length - split)]
+    else:
+        prefill = [(rows, length)]
+    assert forwards == prefill + [(rows, 1)] * (NEW_TOKENS - 1)
     distinct = set()
     for index, condition in enumerate(CONDITIONS):
+        alone, alone_logits = tiny.generate(inputs, NEW_TOKENS, [condition], layouts, reference=reference)
         with intervene(tiny.model, condition, layouts, reference=reference):
-            alone, alone_logits = tiny.generate(inputs, NEW_TOKENS)
+            unsplit, unsplit_logits = tiny.generate(inputs, NEW_TOKENS)
         rows = slice(index * batch, (index + 1) * batch)
         assert torch.equal(together[rows], alone), condition
+        assert torch.equal(alone, unsplit), condition
         torch.testing.assert_close(together_logits[rows], alone_logits, rtol=0, atol=1e-5, msg=str(condition))
+        torch.testing.assert_close(alone_logits, unsplit_logits, rtol=0, atol=1e-5, msg=str(condition))
         distinct.add(round(alone_logits.amax(dim=-1).sum().item(), 4))
     assert len(distinct) > len(CONDITIONS) // 2, "the conditions barely differ; the test proves little"
+
+
+def test_intervene_each_equals_each_alone(tiny_dir, images):
+    """``intervene_each`` (no prefix sharing; any forward) gives each block what ``intervene`` gives it."""
+    tiny = load(tiny_dir, "chameleon")
+    inputs = tiny.inputs(same_size_pair(images))
+    layouts = tiny.layouts(inputs)
+    with intervene_each(tiny.model, CONDITIONS, layouts) as expand:
+        together = tiny.logits(expand(inputs))
+    for index, condition in enumerate(CONDITIONS):
+        with intervene(tiny.model, condition, layouts):
+            alone = tiny.logits(inputs)
+        rows = slice(index * len(layouts), (index + 1) * len(layouts))
+        torch.testing.assert_close(together[rows], alone, rtol=0, atol=1e-5, msg=str(condition))
 
 
 def test_wrong_batch_is_refused(tiny_dir, images):

@@ -4,11 +4,19 @@ the intervention tests share (a helper module, not a test file)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 
-from interventions import CONDITIONS, FamilyIds, FamilySpec, family_spec, find_layouts
+from interventions import (
+    CONDITIONS,
+    FamilyIds,
+    FamilySpec,
+    family_spec,
+    find_layouts,
+    generate_each,
+)
 from narrowgate.tiny import TINY_FAMILIES
 from narrowgate.tiny_auto import TINY_ARCHITECTURES
 
@@ -55,12 +63,16 @@ class Tiny:
         return self.model(**inputs, **kwargs).logits
 
     @torch.no_grad()
-    def generate(self, inputs: dict, new_tokens: int = 4, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate(
+        self, inputs: dict, new_tokens: int = 4, conditions=None, layouts=None, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy generation of exactly ``new_tokens`` tokens: (tokens (B, n), raw logits (B, n, V)).
         Image, start and gate tokens are suppressed: a random model may emit them, and a later full
-        forward over prompt + continuation would then see a malformed image."""
-        out = self.model.generate(
-            **inputs,
+        forward over prompt + continuation would then see a malformed image. With ``conditions`` (and
+        the batch's ``layouts``): ``generate_each`` under them, C x B rows."""
+        run = self.model.generate if conditions is None else partial(generate_each, self.model, conditions, layouts, inputs)
+        out = run(
+            **({} if conditions else inputs),
             max_new_tokens=new_tokens,
             min_new_tokens=new_tokens,
             do_sample=False,
