@@ -87,12 +87,13 @@ def test_plan_cells_one_factor_at_a_time() -> None:
         {"base": {"steps": 5}, "factors": {"image_loss": [0, 1, 4], "num_hidden_layers": [2, 4]}, "seeds": [0, 1]},
         Path("s.yaml"),
     )
-    # image_loss 1 and num_hidden_layers 4 are the defaults: they are the base cell, not cells of their own
+    # image_loss 1 and num_hidden_layers 4 are the defaults: they are the base cell, not cells of their own;
+    # seed-major, so a study cut short has every cell at its first seeds
     assert [run.id for run in study.runs] == [
-        "base/seed0", "base/seed1", "image_loss=0/seed0", "image_loss=0/seed1",
-        "image_loss=4/seed0", "image_loss=4/seed1", "num_hidden_layers=2/seed0", "num_hidden_layers=2/seed1",
+        "base/seed0", "image_loss=0/seed0", "image_loss=4/seed0", "num_hidden_layers=2/seed0",
+        "base/seed1", "image_loss=0/seed1", "image_loss=4/seed1", "num_hidden_layers=2/seed1",
     ]  # fmt: skip
-    run = study.runs[4]
+    run = study.runs[2]
     assert (run.recipe.image_loss, run.recipe.steps, run.recipe.seed, run.recipe.num_hidden_layers) == (4.0, 5, 0, 4)
 
 

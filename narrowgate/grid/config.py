@@ -80,20 +80,24 @@ class GridConfig:
         ]
 
 
-def load_config(path: str | os.PathLike) -> GridConfig:
-    """Read and validate a grid config; a ConfigError names the file and the offending key."""
+def read_yaml(path: Path, kind: str, error: type[Exception]) -> Any:
+    """The parsed YAML of a ``kind`` config (grid, study); ``error`` names the file when it cannot be read."""
     import yaml
 
-    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"cannot read grid config {path}: {error}") from None
+    except OSError as reason:
+        raise error(f"cannot read {kind} config {path}: {reason}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse_config(data, path)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as reason:
+        raise error(f"{path}: not valid YAML: {reason}") from None
+
+
+def load_config(path: str | os.PathLike) -> GridConfig:
+    """Read and validate a grid config; a ConfigError names the file and the offending key."""
+    path = Path(path)
+    return parse_config(read_yaml(path, "grid", ConfigError), path)
 
 
 def parse_config(data: Any, path: Path) -> GridConfig:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from narrowgate.grid.config import read_yaml
 from narrowgate.grid.schema import SAFE_NAME
 from narrowgate.study import schema
 from narrowgate.toy import FAMILY, ToyRecipe
@@ -112,16 +113,8 @@ class Study:
 
 def load_study(path: str | os.PathLike) -> Study:
     """Read and check a study config; a StudyError names the file and the offending key."""
-    import yaml
-
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise StudyError(f"cannot read study config {path}: {error}") from None
-    except yaml.YAMLError as error:
-        raise StudyError(f"{path}: not valid YAML: {error}") from None
-    return plan(data, path)
+    return plan(read_yaml(path, "study", StudyError), path)
 
 
 def plan(data: Any, path: Path) -> Study:
