@@ -56,21 +56,18 @@ class _Rule:
 
 @dataclass(frozen=True)
 class _KeptKeys:
-    """One batch row of a ``mask`` chunk that starts the prompt and runs without SDPA's mask: queries
-    and keys [0, stop) split into the kept positions (plain causal attention among themselves) and
-    the cut ones (queries only, each reading the kept keys before it)."""
+    """One batch row of a ``mask`` chunk of rows [0, stop) run on SDPA's causal kernel (no padding, and
+    every batch row cuts a key there): the kept positions run plain causal attention among themselves,
+    the cut ones only query, each reading the kept keys before it."""
 
     kept: torch.Tensor  # int64 positions of the keys not cut
     cut: torch.Tensor  # int64 positions of the cut keys (at least one)
     mask: torch.Tensor  # (1, 1, cut, kept) bool: kept key before the cut query
 
     @classmethod
-    def of(cls, blocked: torch.Tensor) -> _KeptKeys | None:
-        """From a (stop,) bool row of cut keys; None when none is cut (the row runs as baseline)."""
-        cut = blocked.nonzero().squeeze(1)
-        if cut.numel() == 0:
-            return None
-        kept = (~blocked).nonzero().squeeze(1)
+    def of(cls, blocked: torch.Tensor) -> _KeptKeys:
+        """From a (stop,) bool row of cut keys, at least one True."""
+        kept, cut = (~blocked).nonzero().squeeze(1), blocked.nonzero().squeeze(1)
         return cls(kept, cut, (kept[None, :] < cut[:, None])[None, None])
 
 
@@ -87,7 +84,7 @@ class _Chunk:
     stop: int
     blocked: torch.Tensor | None
     mask: torch.Tensor | None
-    kept: tuple[_KeptKeys | None, ...] | None = None
+    kept: tuple[_KeptKeys, ...] | None = None
 
 
 class Knockouts:
@@ -161,8 +158,9 @@ class Knockouts:
             blocked = torch.zeros(forward.batch, forward.kv_length, dtype=torch.bool, device=device)
             for rule in active:
                 blocked[rule.row].index_fill_(0, self._local_keys(rule, forward, device), True)
-            if self.mask_semantics and mask is None and lo == 0 and hi > 1:
-                chunks.append(_Chunk(lo, hi, None, None, tuple(_KeptKeys.of(row[:hi]) for row in blocked)))
+            cut = blocked[:, :hi]
+            if self.mask_semantics and mask is None and lo == 0 and hi > 1 and bool(cut.any(dim=1).all()):
+                chunks.append(_Chunk(lo, hi, None, None, tuple(_KeptKeys.of(row) for row in cut)))
             elif self.mask_semantics:
                 rows_mask = self._rows_mask(forward, mask, lo, hi, True, device) & ~blocked[:, None, None, :]
                 chunks.append(_Chunk(lo, hi, blocked[:, None, :, None], rows_mask))
@@ -281,9 +279,6 @@ def _kept_keys_attention(module, query, key, value, chunk: _Chunk, **kwargs) -> 
     output = query.new_empty(query.shape[0], stop, query.shape[1], value.shape[-1])
     for b, split in enumerate(chunk.kept):
         rows = slice(b, b + 1)
-        if split is None:
-            output[b] = sdpa_attention_forward(module, query[rows], key[rows], value[rows], None, **kwargs)[0][0]
-            continue
         keys, values = key[rows, :, split.kept], value[rows, :, split.kept]
         output[b, split.kept] = sdpa_attention_forward(module, query[rows, :, split.kept], keys, values, None, **kwargs)[0][0]
         output[b, split.cut] = sdpa_attention_forward(module, query[rows, :, split.cut], keys, values, split.mask, **kwargs)[0][0]
