@@ -6,12 +6,12 @@ tokens, <eoss> and a VQA-style prompt (the image tokens stay placeholders: the V
 is measured). It first checks at this length that the fast path's logits equal the eager
 reference's. Then, for every condition, it times the prefill and a 20-token greedy generation as a
 ratio to the same model with no intervention, the eager reference (the authors' post-softmax method)
-as a ratio to the fast path, and the peak resident-memory growth of one prefill (each in a fresh
-process) as a ratio to no intervention. Variants are timed in interleaved rounds and the median is
-kept, so that a busy machine biases all of them alike; on a shared machine, ``--threads 1 --clock
-cpu`` gives steadier ratios. The eager reference's cost grows with the number of heads (it
-materialises heads x queries x keys probabilities), so ``--heads`` moves its ratio; the fast path's
-ratios hardly move.
+as a ratio to the fast path, and the exact peak resident-memory growth of one prefill (each in a
+fresh process, after a warm-up prefill) as a ratio to no intervention. Variants are timed in
+interleaved rounds and the median is kept, so that a busy machine biases all of them alike; on a
+shared machine, ``--threads 1 --clock cpu`` gives steadier ratios. The eager reference's cost grows
+with the number of heads (it materialises heads x queries x keys probabilities), so ``--heads``
+moves its ratio; the fast path's ratios hardly move.
 
     python benchmarks/knockout.py [--threads 2] [--clock wall|cpu] [--rounds 3] [--hidden 256] [--heads 32]
 """
@@ -19,12 +19,13 @@ ratios hardly move.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import multiprocessing
 import os
 import statistics
 import sys
-import threading
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,6 +35,7 @@ import torch
 IMAGE_TOKENS = 1024
 QUESTION = "what color is the shape ? answer the question using a single word or phrase . answer :"
 NEW_TOKENS = 20
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 
 # (label, condition name, knockout, reference); None = the model with no intervention at all.
 VARIANTS = [
@@ -51,6 +53,8 @@ VARIANTS = [
     ("gate_ablated, eager reference", "gate_ablated", "zero", True),
     ("gate_only, eager reference", "gate_only", "zero", True),
 ]
+# (condition, knockout) whose fast-path logits are compared with the eager reference's at this length
+CHECKED = (("gate_ablated", "zero"), ("gate_only", "zero"), ("random_image_ablated", "mask"))
 
 
 def build(hidden: int, heads: int):
@@ -113,13 +117,15 @@ def timed(fn, clock) -> float:
     return clock() - start
 
 
-def resident_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
 
 
 def memory_growth(args_and_variant) -> float:
-    """Peak resident-memory growth (MB) during one prefill, sampled every millisecond in a fresh process."""
+    """Peak resident-memory growth (MB) of one prefill, in a fresh process, after one warm-up prefill of
+    the same variant (one-time allocations, such as thread pools and kernel caches, are not a prefill's)."""
     args, variant = args_and_variant
     torch.set_num_threads(args.threads)
     model, inputs, layouts, _ = build(args.hidden, args.heads)
@@ -128,28 +134,34 @@ def memory_growth(args_and_variant) -> float:
         with context(model, variant, layouts):
             prefill(model, inputs)
 
+    run()
     return peak_growth_mb(run)
 
 
 def peak_growth_mb(fn) -> float:
-    """Peak resident-memory growth (MB) while ``fn()`` runs, sampled every millisecond."""
-    peak, done = [0.0], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], resident_mb())
-            time.sleep(0.001)
-
+    """Peak resident-memory growth (MB) while ``fn()`` runs: the kernel's exact high-water mark (VmHWM,
+    reset through /proc/self/clear_refs; Linux), not a sampled one. Reproducible in a ``memory_pool``
+    process; elsewhere glibc's adaptive mmap threshold makes it depend on the allocation history."""
     gc.collect()
-    before = resident_mb()
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        sampler.join()
-    return peak[0] - before
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # resets VmHWM to the current resident set
+    before = _status_mb("VmRSS")
+    fn()
+    return _status_mb("VmHWM") - before
+
+
+def memory_pool():
+    """A pool of fresh processes, one task each, for ``peak_growth_mb``: each sets glibc's mmap threshold
+    to a fixed 128 KiB before anything is built, so that freed tensors leave the resident set at once.
+    With glibc's default (adaptive) threshold, whether they stay resident depends on the allocation
+    history: identical prefills measured 145-162 MB."""
+    return multiprocessing.get_context("spawn").Pool(1, initializer=_fixed_mmap_threshold, maxtasksperchild=1)
+
+
+def _fixed_mmap_threshold() -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024):
+        raise RuntimeError("mallopt(M_MMAP_THRESHOLD) failed: the memory measure needs glibc (run with --no-memory)")
 
 
 def main(argv=None) -> int:
@@ -182,14 +194,12 @@ def main(argv=None) -> int:
         flush=True,
     )
     text = slice(layouts[0].spans[0].gate[-1] + 1, None)
-    for variant in VARIANTS:
-        if variant[3]:
-            fast_variant = next(v for v in VARIANTS if v[1:3] == variant[1:3] and not v[3])
-            logits = []
-            for v in (fast_variant, variant):
-                with context(model, v, layouts), torch.no_grad():
-                    logits.append(model(**inputs).logits[0, text])
-            print(f"max |fast - eager reference| over the text logits, {variant[1]}: {(logits[0] - logits[1]).abs().max():.1e}")
+    for name, knockout in CHECKED:
+        logits = []
+        for reference in (False, True):
+            with context(model, (name, name, knockout, reference), layouts), torch.no_grad():
+                logits.append(model(**inputs).logits[0, text])
+        print(f"max |fast - eager reference| over the text logits, {name}, {knockout}: {(logits[0] - logits[1]).abs().max():.1e}")
     times = {variant[0]: {"prefill": [], "generate": []} for variant in VARIANTS}
     for variant in VARIANTS:  # warm-up
         with context(model, variant, layouts):
@@ -204,19 +214,16 @@ def main(argv=None) -> int:
 
     memory = {}
     if not args.no_memory:
-        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-            chosen = [v for v in VARIANTS if v[0] in ("none", "gate_ablated", "gate_only, mask", "gate_ablated, eager reference")]
-            for variant, growth in zip(chosen, pool.map(memory_growth, [(args, v) for v in chosen], chunksize=1)):
-                memory[variant[0]] = growth
+        with memory_pool() as pool:
+            growths = pool.map(memory_growth, [(args, v) for v in VARIANTS], chunksize=1)
+        memory = {variant[0]: growth for variant, growth in zip(VARIANTS, growths)}
 
     none = median["none"]
     print(f"\nno intervention: prefill {none['prefill']:.3f} s, generate({NEW_TOKENS}) {none['generate']:.3f} s")
-    print(f"{'condition':34s} {'prefill':>9s} {'generate':>9s} {'peak mem':>9s}   (ratio to no intervention)")
+    print(f"{'condition':34s} {'prefill':>9s} {'generate':>9s} {'peak mem':>9s}   (ratio to no intervention; peak mem: MB)")
     for label, entry in median.items():
-        mem = f"{memory[label] / memory['none']:8.2f}x" if label in memory and memory["none"] > 0 else f"{'-':>9s}"
+        mem = f"{memory[label] / memory['none']:8.3f}x {memory[label]:6.1f}" if memory else f"{'-':>9s}"
         print(f"{label:34s} {entry['prefill'] / none['prefill']:8.2f}x {entry['generate'] / none['generate']:8.2f}x {mem}")
-    if memory:
-        print("peak resident-memory growth of one prefill: " + ", ".join(f"{k} {v:.0f} MB" for k, v in memory.items()))
     for name in ("gate_ablated", "gate_only"):
         fast, eager = median[name], median[f"{name}, eager reference"]
         print(

@@ -12,8 +12,13 @@ forward's KV positions to the bound Session:
   exact because earlier rows cannot see K (causality) and keeps SDPA's causal kernel. A single query
   (a decoding step) zeroes its few probabilities directly rather than copying the value cache. Value
   widths never change (a [v, masked v] concatenation would push torch onto its slow math kernel) and no
-  per-head masks are built. ``mask``: a boolean mask restricted to the affected rows; a query whose
-  every visible key is cut reads nothing (output 0, SDPA's rule for an all-False row).
+  per-head masks are built. ``mask``: in a prefill without padding (SDPA's causal kernel), the cut keys
+  are left out: causal attention over the kept keys and the queries at the kept positions is exactly
+  causal attention with the cut edges at -inf (kept query i sees the kept keys before it), so the rows
+  keep the causal kernel; the few queries at cut positions read the kept keys before them through a
+  small mask. Elsewhere (padding, decoding steps, rows after a gate) a boolean mask restricted to the
+  affected rows. A query whose every visible key is cut reads nothing (output 0, SDPA's rule for an
+  all-False row).
 - ``narrowgate_eager`` (reference): eager attention with the probabilities zeroed after the softmax
   (``zero``) or the scores set to -inf before it (``mask``); returns the probabilities, so it serves
   ``output_attentions`` and the tests.
@@ -50,17 +55,36 @@ class _Rule:
 
 
 @dataclass(frozen=True)
+class _KeptKeys:
+    """One batch row of a ``mask`` chunk of rows [0, stop) run on SDPA's causal kernel (no padding, and
+    every batch row cuts a key there): the kept positions run plain causal attention among themselves,
+    the cut ones only query, each reading the kept keys before it."""
+
+    kept: torch.Tensor  # int64 positions of the keys not cut
+    cut: torch.Tensor  # int64 positions of the cut keys (at least one)
+    mask: torch.Tensor  # (1, 1, cut, kept) bool: kept key before the cut query
+
+    @classmethod
+    def of(cls, blocked: torch.Tensor) -> _KeptKeys:
+        """From a (stop,) bool row of cut keys, at least one True."""
+        kept, cut = (~blocked).nonzero().squeeze(1), blocked.nonzero().squeeze(1)
+        return cls(kept, cut, (kept[None, :] < cut[:, None])[None, None])
+
+
+@dataclass(frozen=True)
 class _Chunk:
     """Query rows [start, stop) of one forward that share, per batch row, one set of cut keys.
 
-    blocked: (B, 1, kv, 1) bool, True where a key is cut (None: the rows run as baseline).
+    blocked: (B, 1, kv, 1) bool, True where a key is cut (None: the rows run as baseline or ``kept``).
     mask: the SDPA mask for these rows (None: SDPA's causal kernel).
+    kept: per batch row, the kept/cut split of a ``mask`` chunk run on the causal kernel (else None).
     """
 
     start: int
     stop: int
     blocked: torch.Tensor | None
     mask: torch.Tensor | None
+    kept: tuple[_KeptKeys, ...] | None = None
 
 
 class Knockouts:
@@ -86,10 +110,10 @@ class Knockouts:
         self.on: PerDevice | None = None
         self.forward: Forward | None = None
 
-    def _start(self, rule: _Rule) -> int:
-        """The first query row (KV position) from which the fast path applies ``rule``."""
-        if self.mask_semantics:
-            return max(rule.first_query, rule.first_key)
+    @staticmethod
+    def _start(rule: _Rule) -> int:
+        """The first query row (KV position) from which the fast path applies ``rule``: every row when its
+        queries start at or before its first key (earlier rows cannot see the keys: causality)."""
         return 0 if rule.first_query <= rule.first_key else rule.first_query
 
     def begin(self, forward: Forward, mask: torch.Tensor | None) -> None:
@@ -134,7 +158,10 @@ class Knockouts:
             blocked = torch.zeros(forward.batch, forward.kv_length, dtype=torch.bool, device=device)
             for rule in active:
                 blocked[rule.row].index_fill_(0, self._local_keys(rule, forward, device), True)
-            if self.mask_semantics:
+            cut = blocked[:, :hi]
+            if self.mask_semantics and mask is None and lo == 0 and hi > 1 and bool(cut.any(dim=1).all()):
+                chunks.append(_Chunk(lo, hi, None, None, tuple(_KeptKeys.of(row) for row in cut)))
+            elif self.mask_semantics:
                 rows_mask = self._rows_mask(forward, mask, lo, hi, True, device) & ~blocked[:, None, None, :]
                 chunks.append(_Chunk(lo, hi, blocked[:, None, :, None], rows_mask))
             else:
@@ -173,17 +200,25 @@ class Knockouts:
             return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
         self._check(query, key)
         chunks = self.on(query.device)
-        outputs = []
+        if len(chunks) == 1:
+            return self._chunk_attention(chunks[0], module, query, key, value, **kwargs), None
+        # each chunk's rows are written into one output as they come (no list of outputs and their concatenation)
+        output = query.new_empty(query.shape[0], query.shape[2], query.shape[1], value.shape[-1])
         for chunk in chunks:
-            rows = query if len(chunks) == 1 else query[:, :, chunk.start:chunk.stop]
-            if chunk.blocked is None or self.mask_semantics:
-                outputs.append(sdpa_attention_forward(module, rows, key, value, chunk.mask, **kwargs)[0])
-            elif rows.shape[2] == 1:
-                outputs.append(_one_query_zero(module, rows, key, value, chunk, **kwargs))
-            else:
-                values = value.masked_fill(chunk.blocked, 0)
-                outputs.append(sdpa_attention_forward(module, rows, key, values, chunk.mask, **kwargs)[0])
-        return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), None
+            rows = query[:, :, chunk.start:chunk.stop]
+            output[:, chunk.start:chunk.stop] = self._chunk_attention(chunk, module, rows, key, value, **kwargs)
+        return output, None
+
+    def _chunk_attention(self, chunk: _Chunk, module, rows, key, value, **kwargs) -> torch.Tensor:
+        """(B, rows, heads, dim) attention output of one chunk's query rows."""
+        if chunk.kept is not None:
+            return _kept_keys_attention(module, rows, key, value, chunk, **kwargs)
+        if chunk.blocked is None or self.mask_semantics:
+            return sdpa_attention_forward(module, rows, key, value, chunk.mask, **kwargs)[0]
+        if rows.shape[2] == 1:
+            return _one_query_zero(module, rows, key, value, chunk, **kwargs)
+        values = value.masked_fill(chunk.blocked, 0)
+        return sdpa_attention_forward(module, rows, key, values, chunk.mask, **kwargs)[0]
 
     def reference_attention(self, module, query, key, value, attention_mask, **kwargs):
         blocked = None
@@ -233,6 +268,21 @@ def _one_query_zero(module, query, key, value, chunk: _Chunk, dropout=0.0, scali
     probs = probs.masked_fill(chunk.blocked.transpose(2, 3), 0.0)
     probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
     return torch.matmul(probs, value).reshape(batch, 1, heads, dim)
+
+
+def _kept_keys_attention(module, query, key, value, chunk: _Chunk, **kwargs) -> torch.Tensor:
+    """``mask`` for query rows [0, stop) of a prefill on SDPA's causal kernel (see ``_KeptKeys``): the
+    kept queries run causal attention over the kept keys, the cut queries a (cut, kept) mask; row by row,
+    as the rows' cut keys differ."""
+    stop = chunk.stop
+    query, key, value = query[:, :, :stop], key[:, :, :stop], value[:, :, :stop]
+    output = query.new_empty(query.shape[0], stop, query.shape[1], value.shape[-1])
+    for b, split in enumerate(chunk.kept):
+        rows = slice(b, b + 1)
+        keys, values = key[rows, :, split.kept], value[rows, :, split.kept]
+        output[b, split.kept] = sdpa_attention_forward(module, query[rows, :, split.kept], keys, values, None, **kwargs)[0][0]
+        output[b, split.cut] = sdpa_attention_forward(module, query[rows, :, split.cut], keys, values, split.mask, **kwargs)[0][0]
+    return output
 
 
 def _fast_attention(module, query, key, value, attention_mask, **kwargs):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_cases import TINY_CASES, load, same_size_pair
+from tiny_cases import PROMPTS, TINY_CASES, load, same_size_pair
 
 from interventions import CONDITIONS, intervene, make_condition
-from interventions.session import _SESSIONS, language_model
+from interventions.session import _SESSIONS, language_model, session_for
 
 FAMILIES = list(TINY_CASES)
 KNOCKOUT_CONDITIONS = [name for name in CONDITIONS if name not in ("baseline", "gate_randomized")]
@@ -61,18 +61,23 @@ TWO_IMAGE_PROMPTS = ("{image}left {image}right : which is red ?", "which is red 
 
 @pytest.fixture(scope="module")
 def batch(tiny_dir, images):
-    """(family, images per row) -> (tiny, inputs, layouts) for a left-padded batch of two rows."""
+    """(family, images per row, padded) -> (tiny, inputs, layouts) for a batch of two rows: left-padded
+    (different prompts), or of equal length (one prompt, two images), which SDPA runs without a mask."""
     cache = {}
 
-    def get(family, per_row=1):
-        if (family, per_row) not in cache:
+    def get(family, per_row=1, padded=True):
+        key = family, per_row, padded
+        if key not in cache:
             tiny = load(tiny_dir, family)
             pair = same_size_pair(images)
-            inputs = tiny.inputs(pair) if per_row == 1 else tiny.inputs([pair, pair[::-1]], TWO_IMAGE_PROMPTS)
+            prompts = PROMPTS if per_row == 1 else TWO_IMAGE_PROMPTS
+            prompts = prompts if padded else prompts[:1] * 2
+            inputs = tiny.inputs(pair if per_row == 1 else [pair, pair[::-1]], prompts)
             layouts = tiny.layouts(inputs)
             assert all(len(layout.spans) == per_row for layout in layouts)
-            cache[family, per_row] = tiny, inputs, layouts
-        return cache[family, per_row]
+            assert bool(inputs["attention_mask"].all()) != padded
+            cache[key] = tiny, inputs, layouts
+        return cache[key]
 
     return get
 
@@ -127,6 +132,27 @@ def test_fast_path_equals_reference(batch, family, name, knockout, per_row):
     if name != "baseline":
         plain = tiny.logits(inputs)
         assert (fast - plain).abs().max() > 1e-3, "the condition changed nothing; the comparison proves nothing"
+
+
+@pytest.mark.parametrize("per_row", [1, 2], ids=["one_image", "two_images"])
+@pytest.mark.parametrize("name", KNOCKOUT_CONDITIONS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mask_without_padding_leaves_cut_keys_out(batch, family, name, per_row):
+    """Rows of equal length run SDPA's causal kernel (no mask): ``mask`` leaves the cut keys out of causal
+    attention instead of masking them (another code path than the padded batch's); same logits as the
+    reference, with rows whose cut keys differ."""
+    tiny, inputs, layouts = batch(family, per_row, padded=False)
+    condition = make_condition(name, knockout="mask", k=3)
+    with torch.no_grad(), intervene(tiny.model, condition, layouts):
+        fast = tiny.model(**inputs).logits
+        (chunks,) = session_for(language_model(tiny.model).config).knockout.on.built.values()
+    # conditions whose queries are "all" (docs/protocol.md §3) cut from the first row on; the others
+    # cut only the rows after the gate, a few rows that keep their explicit mask
+    queries_all = name in ("gate_ablated", "last_image_ablated", "random_image_ablated")
+    assert any(chunk.kept is not None for chunk in chunks) == queries_all
+    reference = run(tiny, condition, inputs, layouts, reference=True).logits
+    assert_close_on_rows(fast, reference, layouts, atol=FAST_TOLERANCE)
+    assert (fast - tiny.logits(inputs)).abs().max() > 1e-3, "the condition changed nothing; the comparison proves nothing"
 
 
 @pytest.mark.parametrize("family", FAMILIES)
