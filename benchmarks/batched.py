@@ -19,7 +19,6 @@ Timings are medians of interleaved rounds, so that a busy machine biases all var
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import statistics
 import sys
@@ -31,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch
-from knockout import NEW_TOKENS, build, generate, peak_growth_mb
+from knockout import NEW_TOKENS, build, generate, memory_pool, peak_growth_mb
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = ("baseline", "gate_ablated", "gate_only", "image_ablated", "last_image_ablated")
@@ -98,7 +97,7 @@ def chameleon_shaped(args) -> None:
         print(f"  {label:36s} {seconds:7.2f} s  {seconds / one:5.2f}x one condition")
     print(f"  side by side vs one after another: {median['five, one after another'] / median['five side by side']:.2f}x faster")
     if not args.no_memory:
-        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        with memory_pool() as pool:
             one_mb, five_mb = pool.map(memory_growth, [(args, ALONE), (args, PAPER)], chunksize=1)
         print(f"  peak memory growth of a generation: one condition {one_mb:.0f} MB, five side by side {five_mb:.0f} MB ({five_mb / one_mb:.2f}x)")
 
