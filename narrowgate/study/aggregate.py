@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,9 @@ def seed_bootstrap_ratio(
         num, den = resampled_means(list(arrays[index]), n_resamples=n_resamples * k, seed=seed + 1 + s)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios[s] = np.where(den != 0, num / np.where(den != 0, den, 1), np.nan).reshape(n_resamples, k)
-    values = np.nanmean(ratios[draws, np.arange(n_resamples)[:, None], np.arange(k)[None, :]], axis=1)
+    with warnings.catch_warnings():  # a resample whose every drawn seed is undefined is NaN, counted below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        values = np.nanmean(ratios[draws, np.arange(n_resamples)[:, None], np.arange(k)[None, :]], axis=1)
     kept = values[~np.isnan(values)]
     alpha = (1 - confidence) / 2
     low, high = np.quantile(kept, [alpha, 1 - alpha])
