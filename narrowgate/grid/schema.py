@@ -7,8 +7,9 @@ becomes one ConfigError naming the file, the key (``models[0].tiny.seed``) and w
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +21,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # keyword arguments of interventions.make_condition that a config may set
 CONDITION_PARAMS = ("layers", "knockout", "k", "seed")
@@ -192,15 +195,21 @@ class GridFile(Entry):
 ENTRIES = {"models": ModelEntry, "conditions": ConditionEntry, "tiny": TinyEntry}
 
 
-def validate(data: Any, path: Path) -> GridFile:
-    """``data`` as a GridFile; a ValueError names the file, the first bad key and what it expected."""
+def validate_file(model: type[ModelT], data: Any, path: Path, explain: Callable[[dict[str, Any]], str]) -> ModelT:
+    """``data`` as a config file ``model`` (grid, study); a ValueError names the file, the first bad key
+    (``explain``) and what it expected."""
     if not isinstance(data, dict):
-        keys = ", ".join(GridFile.model_fields)
+        keys = ", ".join(model.model_fields)
         raise ValueError(f"{path}: the config must be a mapping with keys {keys}; got {kind(data)}")
     try:
-        return GridFile.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
-        raise ValueError(f"{path}: {_explain(error.errors()[0])}") from None
+        raise ValueError(f"{path}: {explain(error.errors()[0])}") from None
+
+
+def validate(data: Any, path: Path) -> GridFile:
+    """``data`` as a GridFile; a ValueError names the file, the first bad key and what it expected."""
+    return validate_file(GridFile, data, path, _explain)
 
 
 def _explain(error: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ValidationError
+from pydantic import BeforeValidator
 
 from narrowgate.grid import schema as grid_schema
 from narrowgate.grid.schema import (
@@ -94,12 +94,7 @@ class StudyFile(Entry):
 
 def validate(data: Any, path: Path) -> StudyFile:
     """``data`` as a StudyFile; a ValueError names the file, the first bad key and what it expected."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: the config must be a mapping with keys {', '.join(StudyFile.model_fields)}; got {kind(data)}")
-    try:
-        return StudyFile.model_validate(data)
-    except ValidationError as error:
-        raise ValueError(f"{path}: {_explain(error.errors()[0])}") from None
+    return grid_schema.validate_file(StudyFile, data, path, _explain)
 
 
 def _explain(error: dict[str, Any]) -> str:
