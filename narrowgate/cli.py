@@ -10,6 +10,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "tiny": ("narrowgate.tiny", "write a tiny random-weight checkpoint of a model family"),
     "grid": ("narrowgate.grid", "run a models x conditions x tasks grid through lmms-eval (resumable)"),
+    "sweep": ("narrowgate.sweep", "one condition over sliding layer windows or single heads, on a task, with paired intervals"),
     "leaderboard": ("narrowgate.leaderboard", "tabulate a grid folder: change from baseline with bootstrap CIs"),
     "demo": ("narrowgate.demo", "the smoke grid on tiny checkpoints plus its leaderboard, offline"),
     "train-toy": ("narrowgate.toy.cli", "train the toy native model (a small Chameleon) on the shapes world"),
