@@ -32,10 +32,6 @@ class ConditionBlocks:
     def _rows(self, index: int) -> slice:
         return slice(index * self.batch, (index + 1) * self.batch)
 
-    def reset(self) -> None:
-        for block in self.blocks:
-            block.reset()
-
     def begin(self, forward: Forward) -> None:
         expected = self.batch * len(self.blocks)
         if forward.batch != expected:

@@ -25,6 +25,7 @@ def intervene(
     layouts: Sequence[Layout],
     *,
     reference: bool | None = None,
+    prefill: int | None = None,
 ) -> Iterator[Session]:
     """Run ``model`` under ``condition`` for the batch described by ``layouts`` (one per row); yields the
     Session bound to the model (its ``knockout`` is what the attention modules run).
@@ -37,7 +38,7 @@ def intervene(
     On exit the model is restored exactly (attention implementation, hooks). One condition at a time
     (several side by side: ``intervene_each``); ``patch_gate`` and ``record_gate`` compose with it.
     """
-    with bound(model) as session, intervene_each(model, [condition], layouts, reference=reference):
+    with bound(model) as session, intervene_each(model, [condition], layouts, reference=reference, prefill=prefill):
         yield session
 
 
@@ -48,6 +49,7 @@ def intervene_each(
     layouts: Sequence[Layout],
     *,
     reference: bool | None = None,
+    prefill: int | None = None,
 ) -> Iterator[Callable[[Mapping[str, Any]], dict[str, Any]]]:
     """Run the batch described by ``layouts`` once per condition, in one batch of
     ``len(conditions) * len(layouts)`` rows; yields ``expand(inputs)``, which lays the inputs out so:
@@ -57,7 +59,8 @@ def intervene_each(
         # out[i * B:(i + 1) * B]: the B prompts under conditions[i]
 
     Each row gets what ``intervene(model, conditions[i], layouts)`` gives it: its block's attention runs
-    the one-condition code path on the block's own slice of the batch. ``reference`` as for ``intervene``.
+    the one-condition code path on the block's own slice of the batch. ``reference`` as for ``intervene``;
+    ``prefill``: the forwards run only the prompts' first ``prefill`` positions (a shared prefix).
     Every row prefills the whole prompt; ``generate_each`` prefills the prefix the conditions share once.
     """
     conditions = [make_condition(c) if isinstance(c, str) else c for c in conditions]
@@ -76,7 +79,8 @@ def intervene_each(
                 f"a condition ({session.knockout.condition.name!r}) is already bound to this model; "
                 "intervene() blocks cannot be nested"
             )
-        blocks = [Knockouts(c, layouts, session.num_layers, reference) for c in conditions]
+        heads = session.config.num_attention_heads
+        blocks = [Knockouts(c, layouts, session.num_layers, heads, reference, prefill) for c in conditions]
         session.knockout = blocks[0] if len(blocks) == 1 else ConditionBlocks(blocks, batch)
         session.use_reference(reference)
         stack.callback(session.use_reference, session.default_reference)

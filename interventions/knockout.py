@@ -48,12 +48,14 @@ from .session import FAST, REFERENCE, Forward, PerDevice, attention_session
 
 @dataclass(frozen=True)
 class _Rule:
-    """One knockout of one row: queries at KV positions >= first_query may not read ``keys``."""
+    """One knockout of one row: queries at KV positions in [first_query, stop_query) may not read ``keys``
+    (stop_query None: every later position)."""
 
     row: int
     first_query: int
     keys: torch.Tensor  # int64 KV positions
     first_key: int
+    stop_query: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,22 +94,30 @@ class _Chunk:
 class Knockouts:
     """The attention part of a Session: a condition's knockouts for a batch of layouts."""
 
-    def __init__(self, condition: Condition, layouts: Sequence[Layout], num_layers: int, reference: bool):
+    def __init__(
+        self,
+        condition: Condition,
+        layouts: Sequence[Layout],
+        num_layers: int,
+        num_heads: int,
+        reference: bool,
+        prompt_length: int | None = None,
+    ):
         self.condition = condition
         self.layers = frozenset(condition.layer_indices(num_layers))
         self.mask_semantics = condition.knockout == "mask"
         self.reference = reference
         self.batch = len(layouts)
-        self.prompt_length = max((layout.length for layout in layouts), default=0)
+        # the positions the first forward must hold: the prompts', or a shared prefix's (``prompt_length``)
+        self.prompt_length = max((layout.length for layout in layouts), default=0) if prompt_length is None else prompt_length
         self.rules = [
-            _Rule(layout.row, ko.first_query, torch.tensor(ko.keys, dtype=torch.int64), min(ko.keys))
+            _Rule(layout.row, ko.first_query, torch.tensor(ko.keys, dtype=torch.int64), min(ko.keys), ko.stop_query)
             for layout in layouts
             for ko in condition.knockouts(layout)
-            if ko.keys
+            if ko.keys and (ko.stop_query is None or ko.stop_query > max(ko.first_query, min(ko.keys)))
         ]
-        self.reset()
-
-    def reset(self) -> None:
+        heads = condition.head_indices(num_heads)
+        self.heads = None if heads is None or len(heads) == num_heads else _Heads(heads, num_heads)
         # device -> this forward's chunks (fast path) or dense (B, 1, q, kv) cut edges (reference)
         self.on: PerDevice | None = None
         self.forward: Forward | None = None
@@ -148,17 +158,22 @@ class Knockouts:
         blocked = torch.zeros(forward.batch, 1, forward.q_length, forward.kv_length, dtype=torch.bool, device=device)
         for rule in self.rules:
             first = max(rule.first_query - forward.q_offset, 0)
-            if first < forward.q_length:
-                blocked[rule.row, 0, first:].index_fill_(-1, self._local_keys(rule, forward, device), True)
+            stop = forward.q_length if rule.stop_query is None else min(rule.stop_query - forward.q_offset, forward.q_length)
+            if first < stop:
+                blocked[rule.row, 0, first:stop].index_fill_(-1, self._local_keys(rule, forward, device), True)
+        if self.heads is not None:  # the reference materialises (B, heads, q, kv) probabilities anyway
+            blocked = blocked & self.heads.selected(device)[None, :, None, None]
         return blocked
 
     def _chunks(self, forward: Forward, mask: torch.Tensor | None, device: torch.device) -> tuple[_Chunk, ...]:
         mask = None if mask is None else mask.to(device)
         starts = [self._start(rule) - forward.q_offset for rule in self.rules]
-        bounds = sorted({0, forward.q_length, *(s for s in starts if 0 < s < forward.q_length)})
+        stops = [forward.q_length if r.stop_query is None else r.stop_query - forward.q_offset for r in self.rules]
+        edges = (*starts, *stops)
+        bounds = sorted({0, forward.q_length, *(e for e in edges if 0 < e < forward.q_length)})
         chunks = []
         for lo, hi in pairwise(bounds):
-            active = [rule for rule, s in zip(self.rules, starts) if s <= lo]
+            active = [rule for rule, s, e in zip(self.rules, starts, stops) if s <= lo and hi <= e]
             if not active:
                 chunks.append(_Chunk(lo, hi, None, self._rows_mask(forward, mask, lo, hi, False, device)))
                 continue
@@ -207,6 +222,11 @@ class Knockouts:
             return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
         self._check(query, key)
         chunks = self._built(query.device, attention_mask)
+        if self.heads is not None:
+            return self.heads.attention(self._cut_attention, chunks, module, query, key, value, attention_mask, **kwargs)
+        return self._cut_attention(chunks, module, query, key, value, **kwargs)
+
+    def _cut_attention(self, chunks, module, query, key, value, **kwargs):
         if len(chunks) == 1:
             return self._chunk_attention(chunks[0], module, query, key, value, **kwargs), None
         # each chunk's rows are written into one output as they come (no list of outputs and their concatenation)
@@ -233,6 +253,47 @@ class Knockouts:
             self._check(query, key)
             blocked = self._built(query.device, attention_mask)
         return eager_attention(module, query, key, value, attention_mask, blocked, self.mask_semantics, **kwargs)
+
+
+class _Heads:
+    """A knockout in some query heads only. Every head runs the layer's attention unchanged, then the
+    chosen heads are recomputed with the cut: those heads with their key/value heads (under grouped-query
+    attention, all the query heads of the key/value heads involved, so the grouping the module declares
+    holds), the chosen ones written over the unchanged output. No per-head mask is built, value widths
+    stay, and the same code path as for every head computes the cut ones."""
+
+    def __init__(self, heads: Sequence[int], num_heads: int):
+        self.heads, self.num_heads = tuple(heads), num_heads
+        self.on = PerDevice(self._build)
+
+    def _build(self, device: torch.device):
+        return {}
+
+    def selected(self, device: torch.device) -> torch.Tensor:
+        """(heads,) bool, True for the chosen query heads."""
+        chosen = torch.zeros(self.num_heads, dtype=torch.bool)
+        chosen[list(self.heads)] = True
+        return chosen.to(device)
+
+    def _indices(self, groups: int, device: torch.device):
+        """(kv heads involved, their query heads, the chosen heads' places among those) on ``device``."""
+        built = self.on(device)
+        if groups not in built:
+            kv = sorted({head // groups for head in self.heads})
+            block = [k * groups + r for k in kv for r in range(groups)]
+            places = [block.index(head) for head in self.heads]
+            as_tensor = partial(torch.tensor, dtype=torch.int64, device=device)
+            built[groups] = (as_tensor(kv), as_tensor(block), as_tensor(places), as_tensor(list(self.heads)))
+        return built[groups]
+
+    def attention(self, cut_attention, chunks, module, query, key, value, attention_mask, **kwargs):
+        output = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)[0]
+        kv, block, places, heads = self._indices(query.shape[1] // key.shape[1], query.device)
+        cut = cut_attention(
+            chunks, module, query.index_select(1, block), key.index_select(1, kv), value.index_select(1, kv), **kwargs
+        )[0]
+        output.index_copy_(2, heads, cut.index_select(2, places))
+        return output, None
 
 
 def eager_attention(

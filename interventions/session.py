@@ -122,7 +122,7 @@ class Session:
 
     knockout: the attention part (at most one; set by ``intervene``), with ``begin(forward, mask)``,
         ``reference`` and the attention functions' state; ``begin(forward)`` before every forward. edits: hidden-state parts (gate
-        randomisation, patching, recording), each with ``layers``, ``begin(forward)``, ``reset()`` and
+        randomisation, patching, recording), each with ``layers``, ``begin(forward)`` and
         ``edit(layer, hidden) -> hidden``, applied in the order they were bound.
     """
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 from accelerate.hooks import AlignDevicesHook, add_hook_to_module
-from tiny_cases import CONDITION_CASES, load, same_size_pair
+from tiny_cases import CONDITION_CASES, case_condition, load, same_size_pair
 
 from interventions import CONDITIONS, intervene, make_condition, patch_gate, record_gate
 from interventions.session import language_model, session_of
@@ -62,7 +62,7 @@ def test_every_condition_runs_on_a_split_model(split, family, reference, first):
     session = None
     with torch.no_grad():
         for name, knockout in CONDITION_CASES:
-            condition = make_condition(name, knockout=knockout, k=3)
+            condition = case_condition(name, knockout)
             with intervene(model, condition, layouts, reference=reference):
                 prefill_and_step(model, inputs)
                 session = session_of(language_model(model))
