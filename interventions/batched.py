@@ -32,11 +32,7 @@ class ConditionBlocks:
     def _rows(self, index: int) -> slice:
         return slice(index * self.batch, (index + 1) * self.batch)
 
-    def reset(self) -> None:
-        for block in self.blocks:
-            block.reset()
-
-    def begin(self, forward: Forward, mask: torch.Tensor | None) -> None:
+    def begin(self, forward: Forward) -> None:
         expected = self.batch * len(self.blocks)
         if forward.batch != expected:
             raise ValueError(
@@ -44,8 +40,8 @@ class ConditionBlocks:
                 f"conditions x {self.batch} rows = {expected}; pass the inputs through the block's expand()"
             )
         local = dataclasses.replace(forward, batch=self.batch)
-        for index, block in enumerate(self.blocks):
-            block.begin(local, None if mask is None else mask[self._rows(index)])
+        for block in self.blocks:
+            block.begin(local)
 
     def _each(self, attention: str, module, query, key, value, attention_mask, **kwargs):
         outputs, weights = [], []

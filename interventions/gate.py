@@ -29,9 +29,6 @@ class _GatePart:
         self.rows = torch.tensor([layout.row for layout in layouts for span in layout.spans for _ in span.gate], dtype=torch.long)
         self.positions = torch.tensor([p for layout in layouts for span in layout.spans for p in span.gate], dtype=torch.long)
         self.batch = len(layouts) if batch is None else batch  # rows of the forward (more under intervene_each)
-        self.reset()
-
-    def reset(self) -> None:
         # device -> (rows, columns) of the gates in this forward; None when the forward holds no gate
         self.located: PerDevice | None = None
 

@@ -15,7 +15,7 @@ from .conditions import Condition, make_condition
 from .gate import GateRandomizer, attach_edit
 from .knockout import Knockouts
 from .layouts import Layout, batch_layouts
-from .session import bound
+from .session import Session, bound
 
 
 @contextmanager
@@ -25,8 +25,10 @@ def intervene(
     layouts: Sequence[Layout],
     *,
     reference: bool | None = None,
-) -> Iterator[None]:
-    """Run ``model`` under ``condition`` for the batch described by ``layouts`` (one per row).
+    prefill: int | None = None,
+) -> Iterator[Session]:
+    """Run ``model`` under ``condition`` for the batch described by ``layouts`` (one per row); yields the
+    Session bound to the model (its ``knockout`` is what the attention modules run).
 
     Holds for ``model(...)`` and ``model.generate(...)``, for the prompt and every generated token,
     with dynamic or static caches. The model's own attention implementation is honoured (``reference``
@@ -36,8 +38,8 @@ def intervene(
     On exit the model is restored exactly (attention implementation, hooks). One condition at a time
     (several side by side: ``intervene_each``); ``patch_gate`` and ``record_gate`` compose with it.
     """
-    with intervene_each(model, [condition], layouts, reference=reference):
-        yield
+    with bound(model) as session, intervene_each(model, [condition], layouts, reference=reference, prefill=prefill):
+        yield session
 
 
 @contextmanager
@@ -47,6 +49,7 @@ def intervene_each(
     layouts: Sequence[Layout],
     *,
     reference: bool | None = None,
+    prefill: int | None = None,
 ) -> Iterator[Callable[[Mapping[str, Any]], dict[str, Any]]]:
     """Run the batch described by ``layouts`` once per condition, in one batch of
     ``len(conditions) * len(layouts)`` rows; yields ``expand(inputs)``, which lays the inputs out so:
@@ -56,7 +59,8 @@ def intervene_each(
         # out[i * B:(i + 1) * B]: the B prompts under conditions[i]
 
     Each row gets what ``intervene(model, conditions[i], layouts)`` gives it: its block's attention runs
-    the one-condition code path on the block's own slice of the batch. ``reference`` as for ``intervene``.
+    the one-condition code path on the block's own slice of the batch. ``reference`` as for ``intervene``;
+    ``prefill``: the forwards run only the prompts' first ``prefill`` positions (a shared prefix).
     Every row prefills the whole prompt; ``generate_each`` prefills the prefix the conditions share once.
     """
     conditions = [make_condition(c) if isinstance(c, str) else c for c in conditions]
@@ -75,7 +79,8 @@ def intervene_each(
                 f"a condition ({session.knockout.condition.name!r}) is already bound to this model; "
                 "intervene() blocks cannot be nested"
             )
-        blocks = [Knockouts(c, layouts, session.num_layers, reference) for c in conditions]
+        heads = session.config.num_attention_heads
+        blocks = [Knockouts(c, layouts, session.num_layers, heads, reference, prefill) for c in conditions]
         session.knockout = blocks[0] if len(blocks) == 1 else ConditionBlocks(blocks, batch)
         session.use_reference(reference)
         stack.callback(session.use_reference, session.default_reference)

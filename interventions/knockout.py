@@ -1,8 +1,9 @@
 """Attention knockout: cut (query, key) edges in chosen layers, every head, prompt and generated tokens.
 
-Two attention implementations are registered with transformers (``AttentionInterface``), each with a
-mask function under the same name (``AttentionMaskInterface``) that wraps the stock one and hands the
-forward's KV positions to the bound Session:
+Two attention implementations are registered with transformers (``AttentionInterface``), each with the
+stock mask function under the same name (``AttentionMaskInterface``; without one transformers builds no
+mask and left padding is lost). The functions find the Session bound to the attention module they are
+called with (``session.attention_session``):
 
 - ``narrowgate`` (fast, SDPA). ``zero``: a post-softmax probability set to 0 without renormalising is
   the same as removing the key's value vector, out_i = sum_{j not in K} A_ij v_j, so the affected query
@@ -23,8 +24,9 @@ forward's KV positions to the bound Session:
   (``zero``) or the scores set to -inf before it (``mask``); returns the probabilities, so it serves
   ``output_attentions`` and the tests.
 
-The per-forward tensors (cut-key masks, chunk masks) are built lazily for the device of the layer that
-asks (``PerDevice``), once per device and forward, so a model spread by ``device_map`` works.
+The per-forward tensors (cut-key masks, chunk masks) are built lazily, from the mask the first attention
+call of a forward receives, for the device of the layer that asks (``PerDevice``), once per device and
+forward, so a model spread by ``device_map`` works.
 """
 
 from __future__ import annotations
@@ -41,17 +43,19 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_
 
 from .conditions import Condition
 from .layouts import Layout
-from .session import FAST, REFERENCE, Forward, PerDevice, session_for
+from .session import FAST, REFERENCE, Forward, PerDevice, attention_session
 
 
 @dataclass(frozen=True)
 class _Rule:
-    """One knockout of one row: queries at KV positions >= first_query may not read ``keys``."""
+    """One knockout of one row: queries at KV positions in [first_query, stop_query) may not read ``keys``
+    (stop_query None: every later position)."""
 
     row: int
     first_query: int
     keys: torch.Tensor  # int64 KV positions
     first_key: int
+    stop_query: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,22 +94,30 @@ class _Chunk:
 class Knockouts:
     """The attention part of a Session: a condition's knockouts for a batch of layouts."""
 
-    def __init__(self, condition: Condition, layouts: Sequence[Layout], num_layers: int, reference: bool):
+    def __init__(
+        self,
+        condition: Condition,
+        layouts: Sequence[Layout],
+        num_layers: int,
+        num_heads: int,
+        reference: bool,
+        prompt_length: int | None = None,
+    ):
         self.condition = condition
         self.layers = frozenset(condition.layer_indices(num_layers))
         self.mask_semantics = condition.knockout == "mask"
         self.reference = reference
         self.batch = len(layouts)
-        self.prompt_length = max((layout.length for layout in layouts), default=0)
+        # the positions the first forward must hold: the prompts', or a shared prefix's (``prompt_length``)
+        self.prompt_length = max((layout.length for layout in layouts), default=0) if prompt_length is None else prompt_length
         self.rules = [
-            _Rule(layout.row, ko.first_query, torch.tensor(ko.keys, dtype=torch.int64), min(ko.keys))
+            _Rule(layout.row, ko.first_query, torch.tensor(ko.keys, dtype=torch.int64), min(ko.keys), ko.stop_query)
             for layout in layouts
             for ko in condition.knockouts(layout)
-            if ko.keys
+            if ko.keys and (ko.stop_query is None or ko.stop_query > max(ko.first_query, min(ko.keys)))
         ]
-        self.reset()
-
-    def reset(self) -> None:
+        heads = condition.head_indices(num_heads)
+        self.heads = None if heads is None or len(heads) == num_heads else _Heads(heads, num_heads)
         # device -> this forward's chunks (fast path) or dense (B, 1, q, kv) cut edges (reference)
         self.on: PerDevice | None = None
         self.forward: Forward | None = None
@@ -116,7 +128,7 @@ class Knockouts:
         queries start at or before its first key (earlier rows cannot see the keys: causality)."""
         return 0 if rule.first_query <= rule.first_key else rule.first_query
 
-    def begin(self, forward: Forward, mask: torch.Tensor | None) -> None:
+    def begin(self, forward: Forward) -> None:
         if forward.batch != self.batch:
             raise ValueError(
                 f"the model runs a batch of {forward.batch} rows but the intervention has {self.batch} layouts; "
@@ -128,8 +140,13 @@ class Knockouts:
                 f"{self.prompt_length}; compute the layouts from the very input_ids the model receives"
             )
         self.forward = forward
-        if self.rules:
-            self.on = PerDevice(partial(self._dense if self.reference else self._chunks, forward, mask))
+        self.on = None
+
+    def _built(self, device: torch.device, mask: torch.Tensor | None):
+        """This forward's tensors on ``device``; the first call of the forward fixes the mask they use."""
+        if self.on is None:
+            self.on = PerDevice(partial(self._dense if self.reference else self._chunks, self.forward, mask))
+        return self.on(device)
 
     @staticmethod
     def _local_keys(rule: _Rule, forward: Forward, device: torch.device) -> torch.Tensor:
@@ -141,17 +158,22 @@ class Knockouts:
         blocked = torch.zeros(forward.batch, 1, forward.q_length, forward.kv_length, dtype=torch.bool, device=device)
         for rule in self.rules:
             first = max(rule.first_query - forward.q_offset, 0)
-            if first < forward.q_length:
-                blocked[rule.row, 0, first:].index_fill_(-1, self._local_keys(rule, forward, device), True)
+            stop = forward.q_length if rule.stop_query is None else min(rule.stop_query - forward.q_offset, forward.q_length)
+            if first < stop:
+                blocked[rule.row, 0, first:stop].index_fill_(-1, self._local_keys(rule, forward, device), True)
+        if self.heads is not None:  # the reference materialises (B, heads, q, kv) probabilities anyway
+            blocked = blocked & self.heads.selected(device)[None, :, None, None]
         return blocked
 
     def _chunks(self, forward: Forward, mask: torch.Tensor | None, device: torch.device) -> tuple[_Chunk, ...]:
         mask = None if mask is None else mask.to(device)
         starts = [self._start(rule) - forward.q_offset for rule in self.rules]
-        bounds = sorted({0, forward.q_length, *(s for s in starts if 0 < s < forward.q_length)})
+        stops = [forward.q_length if r.stop_query is None else r.stop_query - forward.q_offset for r in self.rules]
+        edges = (*starts, *stops)
+        bounds = sorted({0, forward.q_length, *(e for e in edges if 0 < e < forward.q_length)})
         chunks = []
         for lo, hi in pairwise(bounds):
-            active = [rule for rule, s in zip(self.rules, starts) if s <= lo]
+            active = [rule for rule, s, e in zip(self.rules, starts, stops) if s <= lo and hi <= e]
             if not active:
                 chunks.append(_Chunk(lo, hi, None, self._rows_mask(forward, mask, lo, hi, False, device)))
                 continue
@@ -186,8 +208,8 @@ class Knockouts:
         forward = self.forward
         if forward is None:
             raise RuntimeError(
-                "narrowgate: attention ran without its mask function in this forward (was a 4D attention mask "
-                "passed?); interventions need the model to build its own mask from a 2D attention_mask"
+                "narrowgate: attention ran outside a forward of the bound language model; run the whole model "
+                "(model(...) or model.generate(...)) inside the intervention"
             )
         if query.shape[2] != forward.q_length or key.shape[2] != forward.kv_length:
             raise RuntimeError(
@@ -199,7 +221,12 @@ class Knockouts:
         if module.layer_idx not in self.layers or not self.rules:
             return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
         self._check(query, key)
-        chunks = self.on(query.device)
+        chunks = self._built(query.device, attention_mask)
+        if self.heads is not None:
+            return self.heads.attention(self._cut_attention, chunks, module, query, key, value, attention_mask, **kwargs)
+        return self._cut_attention(chunks, module, query, key, value, **kwargs)
+
+    def _cut_attention(self, chunks, module, query, key, value, **kwargs):
         if len(chunks) == 1:
             return self._chunk_attention(chunks[0], module, query, key, value, **kwargs), None
         # each chunk's rows are written into one output as they come (no list of outputs and their concatenation)
@@ -224,8 +251,49 @@ class Knockouts:
         blocked = None
         if module.layer_idx in self.layers and self.rules:
             self._check(query, key)
-            blocked = self.on(query.device)
+            blocked = self._built(query.device, attention_mask)
         return eager_attention(module, query, key, value, attention_mask, blocked, self.mask_semantics, **kwargs)
+
+
+class _Heads:
+    """A knockout in some query heads only. Every head runs the layer's attention unchanged, then the
+    chosen heads are recomputed with the cut: those heads with their key/value heads (under grouped-query
+    attention, all the query heads of the key/value heads involved, so the grouping the module declares
+    holds), the chosen ones written over the unchanged output. No per-head mask is built, value widths
+    stay, and the same code path as for every head computes the cut ones."""
+
+    def __init__(self, heads: Sequence[int], num_heads: int):
+        self.heads, self.num_heads = tuple(heads), num_heads
+        self.on = PerDevice(self._build)
+
+    def _build(self, device: torch.device):
+        return {}
+
+    def selected(self, device: torch.device) -> torch.Tensor:
+        """(heads,) bool, True for the chosen query heads."""
+        chosen = torch.zeros(self.num_heads, dtype=torch.bool)
+        chosen[list(self.heads)] = True
+        return chosen.to(device)
+
+    def _indices(self, groups: int, device: torch.device):
+        """(kv heads involved, their query heads, the chosen heads' places among those) on ``device``."""
+        built = self.on(device)
+        if groups not in built:
+            kv = sorted({head // groups for head in self.heads})
+            block = [k * groups + r for k in kv for r in range(groups)]
+            places = [block.index(head) for head in self.heads]
+            as_tensor = partial(torch.tensor, dtype=torch.int64, device=device)
+            built[groups] = (as_tensor(kv), as_tensor(block), as_tensor(places), as_tensor(list(self.heads)))
+        return built[groups]
+
+    def attention(self, cut_attention, chunks, module, query, key, value, attention_mask, **kwargs):
+        output = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)[0]
+        kv, block, places, heads = self._indices(query.shape[1] // key.shape[1], query.device)
+        cut = cut_attention(
+            chunks, module, query.index_select(1, block), key.index_select(1, kv), value.index_select(1, kv), **kwargs
+        )[0]
+        output.index_copy_(2, heads, cut.index_select(2, places))
+        return output, None
 
 
 def eager_attention(
@@ -286,41 +354,20 @@ def _kept_keys_attention(module, query, key, value, chunk: _Chunk, **kwargs) -> 
 
 
 def _fast_attention(module, query, key, value, attention_mask, **kwargs):
-    knockouts = session_for(module.config).knockout
+    knockouts = attention_session(module).knockout
     if knockouts is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     return knockouts.fast_attention(module, query, key, value, attention_mask, **kwargs)
 
 
 def _reference_attention(module, query, key, value, attention_mask, **kwargs):
-    knockouts = session_for(module.config).knockout
+    knockouts = attention_session(module).knockout
     if knockouts is None:  # record_gate / patch_gate alone on a model loaded with eager attention
         return eager_attention(module, query, key, value, attention_mask, **kwargs)
     return knockouts.reference_attention(module, query, key, value, attention_mask, **kwargs)
 
 
-def _bookkeeping_mask(stock):
-    """Wrap a stock mask function: same mask, plus the forward's KV positions for the session."""
-
-    def mask_function(*, batch_size, q_length, kv_length, q_offset=0, kv_offset=0, config=None, device="cpu", **kwargs):
-        mask = stock(
-            batch_size=batch_size,
-            q_length=q_length,
-            kv_length=kv_length,
-            q_offset=q_offset,
-            kv_offset=kv_offset,
-            config=config,
-            device=device,
-            **kwargs,
-        )
-        forward = Forward(batch_size, int(q_offset), q_length, int(kv_offset), kv_length, torch.device(device))
-        session_for(config).begin(forward, mask)
-        return mask
-
-    return mask_function
-
-
 AttentionInterface.register(FAST, _fast_attention)
 AttentionInterface.register(REFERENCE, _reference_attention)
-AttentionMaskInterface.register(FAST, _bookkeeping_mask(sdpa_mask))
-AttentionMaskInterface.register(REFERENCE, _bookkeeping_mask(eager_mask))
+AttentionMaskInterface.register(FAST, sdpa_mask)
+AttentionMaskInterface.register(REFERENCE, eager_mask)

@@ -31,7 +31,6 @@ conditions run side by side on the whole prompt as ``intervene_each`` runs them,
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -106,8 +105,7 @@ def _prefill(model, condition: Condition, layouts, inputs, column: int, referenc
     mask = inputs["attention_mask"]
     positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)[:, :column]
     cache = DynamicCache(config=model.config)
-    prefix = [dataclasses.replace(layout, length=column) for layout in layouts]
-    with intervene(model, condition, prefix, reference=reference):
+    with intervene(model, condition, layouts, reference=reference, prefill=column):
         model(
             input_ids=inputs["input_ids"][:, :column],
             attention_mask=None if bool(mask.all()) else mask[:, :column],

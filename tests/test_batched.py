@@ -10,14 +10,14 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from tiny_cases import CONDITION_CASES, TINY_CASES, load, same_size_pair
+from tiny_cases import CONDITION_CASES, TINY_CASES, case_condition, load, same_size_pair
 
 from interventions import intervene, intervene_each, make_condition
 from interventions.session import language_model
 
 NEW_TOKENS = 4
 # every condition and semantics, a second random seed, and a layer subset next to the all-layer rows
-CONDITIONS = [make_condition(name, knockout=knockout, k=3) for name, knockout in CONDITION_CASES] + [
+CONDITIONS = [case_condition(name, knockout) for name, knockout in CONDITION_CASES] + [
     make_condition("random_image_ablated", k=3, seed=1),
     make_condition("gate_ablated", layers="last:1", knockout="mask"),
     make_condition("gate_randomized", seed=1, layers="0"),

@@ -27,6 +27,11 @@ def test_registry_is_documented():
         "last_image_ablated",
         "random_image_ablated",
         "gate_randomized",
+        "flow",
+        "image_to_question",
+        "image_to_last",
+        "question_to_last",
+        "image_to_generated",
     ]
     for definition in CONDITIONS.values():
         assert len(definition.doc) > 40

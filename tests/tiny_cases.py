@@ -11,11 +11,13 @@ import torch
 
 from interventions import (
     CONDITIONS,
+    Condition,
     FamilyIds,
     FamilySpec,
     family_spec,
     find_layouts,
     generate_each,
+    make_condition,
 )
 from narrowgate.tiny import TINY_FAMILIES
 from narrowgate.tiny_auto import TINY_ARCHITECTURES
@@ -35,6 +37,16 @@ CONDITION_CASES = [
     for name, definition in CONDITIONS.items()
     for knockout in (("zero", "mask") if "knockout" in definition.options else ("zero",))
 ]
+# The flow the invariant tests run: a query range inside the prompt (question), the last token, and
+# generated tokens only.
+FLOW_CUT = "image>question+image>last+gate>generated"
+
+
+def case_condition(name: str, knockout: str = "zero", **options) -> Condition:
+    """A condition as the invariant tests run it: 3 random image tokens, ``FLOW_CUT`` for a flow."""
+    if "cut" in CONDITIONS[name].options:
+        options.setdefault("cut", FLOW_CUT)
+    return make_condition(name, knockout=knockout, **{"k": 3, **options})
 
 
 @dataclass
