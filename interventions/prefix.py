@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from .conditions import Condition, make_condition
 from .intervene import intervene, intervene_each
@@ -117,12 +118,52 @@ def _prefill(model, condition: Condition, layouts, inputs, column: int, referenc
     return [[layer.keys, layer.values] for layer in cache.layers]
 
 
-def _stack(blocks: list[list], config) -> DynamicCache:
-    """One cache holding the blocks' rows in order (a block may repeat, condition-major). Each layer's
-    prefix tensors are released once stacked, so stacking holds one layer beyond the stacked cache."""
+class _Reserved(DynamicLayer):
+    """A cache layer that writes each forward's keys and values into room kept after them instead of
+    concatenating. ``DynamicLayer.update`` copies the whole cache at every layer and decoding step: with
+    conditions side by side (C x B rows of a long prompt) that copying was most of the generation's time
+    on CPU. Here a step writes its own positions; the room doubles when it runs out. ``keys``/``values``
+    are views of the filled positions (so ``crop`` works)."""
+
+    def __init__(self, parts: list[torch.Tensor], size: int):
+        super().__init__()
+        self.lazy_initialization(parts[0], parts[1])
+        self.buffers = parts
+        self.keys, self.values = (part[..., :size, :] for part in parts)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        start = self.keys.shape[-2]
+        stop = start + key_states.shape[-2]
+        if stop > self.buffers[0].shape[-2]:
+            self.buffers = [_room(buffer[..., :start, :], max(stop, 2 * start)) for buffer in self.buffers]
+        for buffer, new in zip(self.buffers, (key_states, value_states)):
+            buffer[..., start:stop, :] = new
+        self.keys, self.values = (buffer[..., :stop, :] for buffer in self.buffers)
+        return self.keys, self.values
+
+
+def _room(part: torch.Tensor, size: int) -> torch.Tensor:
+    """``part`` (B, heads, n, dim) at the start of a new (B, heads, size, dim) tensor."""
+    grown = part.new_empty(*part.shape[:-2], size, part.shape[-1])
+    grown[..., : part.shape[-2], :] = part
+    return grown
+
+
+def _stack(blocks: list[list], config, room: int) -> DynamicCache:
+    """One cache holding the blocks' rows in order (a block may repeat, condition-major), with ``room``
+    positions reserved after the prefix (``_Reserved``). Each layer's prefix tensors are released once
+    copied, so stacking holds one layer beyond the stacked cache."""
     cache = DynamicCache(config=config)
-    for index in range(len(blocks[0])):
-        cache.update(*(torch.cat([block[index][part] for block in blocks]) for part in (0, 1)), index)
+    for index in range(len(cache.layers)):
+        size = blocks[0][index][0].shape[-2]
+        parts = []
+        for part in (0, 1):
+            rows = [block[index][part] for block in blocks]
+            stacked = rows[0].new_empty(len(rows) * rows[0].shape[0], *rows[0].shape[1:-2], size + room, rows[0].shape[-1])
+            for block, row in enumerate(rows):
+                stacked[block * row.shape[0] : (block + 1) * row.shape[0], ..., :size, :] = row
+            parts.append(stacked)
+        cache.layers[index] = _Reserved(parts, size)
         for block in blocks:
             block[index] = None
     return cache
@@ -152,6 +193,7 @@ def generate_each(
             return model.generate(**expand(inputs), **options)
     column = split_column(layouts)
     computed = {prefix: _prefill(model, prefix, layouts, text, column, reference) for prefix in dict.fromkeys(plan)}
-    cache = _stack([computed[prefix] for prefix in plan], model.config)
+    room = text["input_ids"].shape[1] - column + options.get("max_new_tokens", 0)
+    cache = _stack([computed[prefix] for prefix in plan], model.config, room)
     with intervene_each(model, conditions, layouts, reference=reference) as expand:
         return model.generate(**expand(text), cache=cache, **options)

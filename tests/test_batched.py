@@ -12,7 +12,7 @@ import pytest
 import torch
 from tiny_cases import CONDITION_CASES, TINY_CASES, case_condition, load, same_size_pair
 
-from interventions import intervene, intervene_each, make_condition
+from interventions import generate_each, intervene, intervene_each, make_condition
 from interventions.session import language_model
 
 NEW_TOKENS = 4
@@ -79,6 +79,30 @@ def test_conditions_side_by_side_equal_each_alone(tiny_dir, images, family, refe
         torch.testing.assert_close(alone_logits, unsplit_logits, rtol=0, atol=1e-5, msg=str(condition))
         distinct.add(round(alone_logits.amax(dim=-1).sum().item(), 4))
     assert len(distinct) > len(CONDITIONS) // 2, "the conditions barely differ; the test proves little"
+
+
+def test_shared_cache_grows_without_reserved_room(tiny_dir, images):
+    """Given ``max_length`` rather than ``max_new_tokens``, ``generate_each`` reserves no room after the
+    prompt: the shared cache grows while decoding, and every row still gets the unsplit path's tokens."""
+    tiny = load(tiny_dir, "chameleon")
+    inputs = tiny.inputs(same_size_pair(images))
+    layouts = tiny.layouts(inputs)
+    length, conditions = inputs["input_ids"].shape[1], CONDITIONS[:3]
+    out = generate_each(
+        tiny.model,
+        conditions,
+        layouts,
+        inputs,
+        max_length=length + NEW_TOKENS,
+        min_length=length + NEW_TOKENS,
+        do_sample=False,
+        suppress_tokens=list(tiny.ids.image + tiny.ids.start + tiny.ids.gate),
+        pad_token_id=tiny.processor.tokenizer.pad_token_id,
+    )
+    for index, condition in enumerate(conditions):
+        with intervene(tiny.model, condition, layouts):
+            unsplit, _ = tiny.generate(inputs, NEW_TOKENS)
+        assert torch.equal(out[index * len(layouts) : (index + 1) * len(layouts), length:], unsplit), condition
 
 
 def test_intervene_each_equals_each_alone(tiny_dir, images):
