@@ -118,7 +118,7 @@ def test_wrapper_records_the_attention_it_ran(wrapper):
     from lmms_eval.tasks import TaskManager
 
     from model_wrappers.audit import lift_audits
-    from narrowgate.launcher import tasks_dir
+    from narrowgate.core.evaluation import tasks_dir
 
     for implementation in ("eager", "sdpa"):
         lm = wrapper("chameleon", attn_implementation=implementation)
