@@ -10,10 +10,12 @@ one condition at a time.
 2. The smoke grid (``configs/smoke.yaml``: 7 conditions, 3 random seeds) through ``narrowgate grid``,
    batched (the default) vs ``--sequential``, into fresh folders, in this one run, without the Java
    caption metrics; the whole run and the cells alone.
+3. Nine conditions vs the baseline alone through ``narrowgate grid`` on the planted toy's smoke VQA:
+   the cells' time as a ratio (lmms-eval's per-cell work included) and the whole command's.
 
 Timings are medians of interleaved rounds, so that a busy machine biases all variants alike.
 
-    python benchmarks/batched.py [--threads 2] [--rounds 3] [--grid-limit 32] [--grid-only 'toy-chameleon/*']
+    python benchmarks/batched.py [--threads 2] [--rounds 3] [--grid-limit 32] [--grid-only 'toy-chameleon/*'] [--skip chameleon|grid|nine]
 """
 
 from __future__ import annotations
@@ -129,6 +131,51 @@ def smoke_grid(args) -> None:
     )
 
 
+NINE = [
+    *PAPER,
+    *({"name": "gate_ablated", "layers": str(layer), "label": f"gate_ablated_layer{layer}"} for layer in range(4)),
+]
+
+
+def nine_conditions(args) -> None:
+    """A grid of nine conditions (the paper's five and gate_ablated in each of the planted toy's four layers)
+    vs the baseline alone, on the smoke VQA set, both through ``narrowgate grid`` (batched), in interleaved
+    rounds: what the conditions add to one run, with lmms-eval's per-cell work (a run, scoring, files) in."""
+    import json
+    import subprocess
+
+    import yaml
+
+    planted = str(REPO / "narrowgate" / "assets" / "toy_chameleon_planted")
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
+    seconds, cells = {"baseline": [], "nine": []}, {"baseline": [], "nine": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for label, conditions in (("baseline", ["baseline"]), ("nine", NINE)):
+            config = {
+                "tasks": ["narrowgate_smoke_vqa"],
+                "limit": args.grid_limit,
+                "model_args": {"batch_size": 4},
+                "conditions": conditions,
+                "models": [{"name": "planted", "family": "chameleon", "pretrained": planted}],
+            }
+            Path(folder, f"{label}.yaml").write_text(yaml.safe_dump(config))
+        for round_index in range(args.rounds):
+            for label in seconds:
+                output = Path(folder, f"{label}-{round_index}")
+                command = [sys.executable, "-m", "narrowgate.grid", str(Path(folder, f"{label}.yaml")), "--output", str(output)]
+                start = time.perf_counter()
+                subprocess.run(command, env=env, check=True, capture_output=True)
+                seconds[label].append(time.perf_counter() - start)
+                cells[label].append(sum(cell["seconds"] for cell in json.loads((output / "grid.json").read_text())["cells"]))
+    one, nine = (statistics.median(cells[label]) for label in ("baseline", "nine"))
+    whole = {label: statistics.median(values) for label, values in seconds.items()}
+    print(
+        f"nine conditions vs the baseline alone (planted toy, smoke VQA, limit {args.grid_limit}, median of {args.rounds}): "
+        f"cells {nine:.2f} s vs {one:.2f} s ({nine / one:.2f}x); whole command, process start and model load included: "
+        f"{whole['nine']:.1f} s vs {whole['baseline']:.1f} s ({whole['nine'] / whole['baseline']:.2f}x)"
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -138,13 +185,15 @@ def main(argv=None) -> int:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--grid-limit", type=int, default=32, help="documents per smoke task (the whole set: 32)")
     parser.add_argument("--grid-only", action="append", default=[], metavar="PATTERN", help="cells of the smoke grid")
-    parser.add_argument("--skip", choices=("chameleon", "grid"), action="append", default=[])
+    parser.add_argument("--skip", choices=("chameleon", "grid", "nine"), action="append", default=[])
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if "chameleon" not in args.skip:
         chameleon_shaped(args)
     if "grid" not in args.skip:
         smoke_grid(args)
+    if "nine" not in args.skip:
+        nine_conditions(args)
     return 0
 
 

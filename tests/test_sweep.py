@@ -58,20 +58,23 @@ class Generations:
     """Records the conditions of every generation pass of the wrappers (calling through to the real code)."""
 
     def __init__(self, monkeypatch):
-        from model_wrappers.base import NarrowgateModel
+        from model_wrappers.generation import Generator
 
         self.passes: list[list[str]] = []
-        real = NarrowgateModel._generate
+        real = Generator.generate
 
-        def generate(model, requests, conditions):
+        def generate(generator, requests, conditions, *args, **kwargs):
             self.passes.append([f"{c.name}:{c.layers}" for c in conditions])
-            return real(model, requests, conditions)
+            return real(generator, requests, conditions, *args, **kwargs)
 
-        monkeypatch.setattr(NarrowgateModel, "_generate", generate)
+        monkeypatch.setattr(Generator, "generate", generate)
+
+
+CUT = {"cut": "gate>text", "knockout": "mask"}
 
 
 def sweep_of(sizes) -> Sweep:
-    return Sweep(MODEL, TASK, "gate_ablated", tuple(layer_windows(4, sizes, 1)), {"knockout": "mask"}, LIMIT)
+    return Sweep(MODEL, TASK, "flow", tuple(layer_windows(4, sizes, 1)), CUT, LIMIT)
 
 
 @pytest.fixture(scope="module")
@@ -96,25 +99,25 @@ def samples(folder: Path) -> dict:
 
 def test_every_window_runs_in_one_batched_pass(swept):
     _, result, passes = swept
-    windows = ["gate_ablated:0", "gate_ablated:1", "gate_ablated:2", "gate_ablated:3", "gate_ablated:0-3"]
+    windows = ["flow:0", "flow:1", "flow:2", "flow:3", "flow:0-3"]
     assert [sorted(p) for p in passes] == [sorted(["baseline:None", *windows])]
     assert [w.window.label for w in result.windows] == ["layers0", "layers1", "layers2", "layers3", "layers0-3"]
 
 
 def test_a_window_is_the_condition_run_alone(swept, tmp_path):
-    """The window over every layer answers as plain gate_ablated in a grid of its own, one cell at a time."""
+    """The window over every layer answers as the plain flow in a grid of its own, one cell at a time."""
     out, result, _ = swept
     alone = GridConfig(
         tmp_path / "alone.yaml",
         "",
         (TASK,),
-        (ConditionSpec("gate_ablated", "gate_ablated", {"knockout": "mask"}),),
+        (ConditionSpec("flow", "flow", CUT),),
         (MODEL,),
         LIMIT,
     )
     assert not run_grid(alone, tmp_path / "alone", sequential=True).failed
     window = samples(out / "planted" / "layers0-3" / TASK)
-    single = samples(tmp_path / "alone" / "planted" / "gate_ablated" / TASK)
+    single = samples(tmp_path / "alone" / "planted" / "flow" / TASK)
     for doc in single.values():
         doc["narrowgate"]["condition"]["layers"] = "0-3"  # all layers, spelled out by the window
     assert {d: s["filtered_resps"] for d, s in window.items()} == {d: s["filtered_resps"] for d, s in single.items()}
@@ -131,7 +134,7 @@ def test_the_changes_are_paired_over_the_documents(swept):
         assert entry.delta.delta == pytest.approx(np.mean(differences), abs=1e-12)
         assert entry.delta.n == LIMIT
         assert entry.delta.ci_low <= entry.delta.delta <= entry.delta.ci_high
-    assert result.windows[-1].delta.delta < 0  # the planted toy reads the image through its gate
+    assert result.windows[-1].delta.delta < 0  # the planted toy's text reads the image through its gate
 
 
 def test_cli_resumes_writes_the_table_and_plot(swept, tmp_path, monkeypatch, capsys):
@@ -142,11 +145,11 @@ def test_cli_resumes_writes_the_table_and_plot(swept, tmp_path, monkeypatch, cap
     shutil.copytree(out, folder)
     generations = Generations(monkeypatch)
     args = ["sweep", "--pretrained", PLANTED, "--family", "chameleon", "--name", "planted", "--task", TASK]
-    args += ["--condition", "gate_ablated", "--option", "knockout=mask", "--model-arg", "batch_size=4"]
+    args += ["--condition", "flow", "--option", "cut=gate>text", "--option", "knockout=mask", "--model-arg", "batch_size=4"]
     args += ["--limit", str(LIMIT), "--output", str(folder), "--resamples", "2000"]
     assert main([*args, "--window", "1", "--window", "2"]) == 0
     # the windows of 1 layer were done: only those of 2 generate, in one pass
-    assert [sorted(p) for p in generations.passes] == [["gate_ablated:0-1", "gate_ablated:1-2", "gate_ablated:2-3"]]
+    assert [sorted(p) for p in generations.passes] == [["flow:0-1", "flow:1-2", "flow:2-3"]]
     printed = capsys.readouterr()
     assert f"baseline vqa_accuracy = {result.baseline:.3f} (n = {LIMIT} documents)" in printed.out
     table = pd.read_csv(folder / "sweep.csv")
@@ -173,3 +176,12 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "--window 5: the sweep covers 4 layers" in capsys.readouterr().err
     assert main([*args, "--condition", "gate_ablated", "--heads", "--window", "1"]) == 2
     assert "choose one" in capsys.readouterr().err
+
+
+def test_a_head_sweep_cuts_one_head_per_window(tmp_path):
+    windows = tuple(head_windows(4, [2, 3]))
+    result = run_sweep(Sweep(MODEL, TASK, "flow", windows, CUT, 4), tmp_path, n_resamples=200)
+    assert [(w.window.label, w.window.position) for w in result.windows] == [(f"head{h}_layers2-3", h) for h in range(4)]
+    for entry in result.windows:
+        (doc, *_) = samples(tmp_path / "planted" / entry.window.label / TASK).values()
+        assert doc["narrowgate"]["condition"]["heads"] == str(entry.window.head)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from narrowgate.grid import write_atomic
+from narrowgate.core.files import write_atomic
 from narrowgate.sweep.runner import SweepResult
 
 

@@ -87,7 +87,7 @@ def run_sweep(
 ) -> SweepResult:
     """Evaluate the sweep's pending windows (done ones are kept: rerun to resume) and compare each with
     the baseline on the same documents. A window whose cell failed raises after the others ran."""
-    from narrowgate.grid import write_json_atomic
+    from narrowgate.core.files import write_json_atomic
     from narrowgate.leaderboard import Column, build
 
     output = Path(output)
