@@ -39,6 +39,15 @@ def test_layer_windows_slide_over_the_span():
     ]
 
 
+def test_options_are_recorded_canonically():
+    """A default spelled out or left out records the same cells (a rerun resumes either way)."""
+    windows = layer_windows(4, [2], 2)
+    implicit = condition_specs("flow", {"cut": "gate>text"}, windows)
+    explicit = condition_specs("flow", {"cut": "gate>text", "knockout": "zero"}, windows)
+    assert [s.record() for s in implicit] == [s.record() for s in explicit]
+    assert implicit[1].params == {"knockout": "zero", "cut": "gate>text", "layers": "0-1"}
+
+
 @pytest.mark.parametrize(
     "call, message",
     [

@@ -91,7 +91,7 @@ def plot_png(result: SweepResult) -> bytes:
     ax.set_xlabel("head" if heads else "first layer of the window")
     ax.set_xticks(sorted({int(x) for part in series.values() for x in part["x"]}))
     ax.set_ylabel(f"Δ {result.metric} vs baseline")
-    options = ",".join(f"{k}={v}" for k, v in sweep.options.items())
+    options = " ".join(f"{k}={v}" for k, v in sweep.options.items())
     ax.set_title(f"{sweep.model.name}: {sweep.name}{' ' + options if options else ''} on {sweep.task}", fontsize="medium")
     ax.legend(fontsize="small", frameon=False)
     ax.grid(alpha=0.3)
@@ -107,16 +107,16 @@ def summary(result: SweepResult) -> str:
     excludes 0."""
     sweep = result.sweep
     percent = round(result.confidence * 100)
+    options = " ".join(f"{k}={v}" for k, v in sweep.options.items())
     lines = [
-        f"{sweep.model.name} · {sweep.task} · {sweep.name} {sweep.options or ''}".rstrip(),
+        f"{sweep.model.name} · {sweep.task} · {sweep.name} {options}".rstrip(),
         f"baseline {result.metric} = {result.baseline:.3f} (n = {result.windows[0].delta.n} documents)",
         f"{'window':28s} {'score':>6s} {'Δ':>7s}  {percent}% CI{'':10s} {'p':>6s}",
     ]
     for entry in result.windows:
         d = entry.delta
         star = "*" if d.ci_low > 0 or d.ci_high < 0 else " "
-        lines.append(
-            f"{entry.window.label:28s} {entry.score:6.3f} {d.delta:+7.3f}  [{d.ci_low:+.3f}, {d.ci_high:+.3f}] {d.p_value:6.3f} {star}"
-        )
+        p = f"{d.p_value:6.3f}" if d.p_value >= 0.001 else " <.001"
+        lines.append(f"{entry.window.label:28s} {entry.score:6.3f} {d.delta:+7.3f}  [{d.ci_low:+.3f}, {d.ci_high:+.3f}] {p} {star}")
     lines.append(f"* the paired bootstrap {percent}% interval excludes 0")
     return "\n".join(lines)

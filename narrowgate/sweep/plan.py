@@ -63,19 +63,23 @@ def head_windows(num_heads: int, span: Sequence[int]) -> list[Window]:
 
 
 def condition_specs(name: str, options: Mapping[str, Any], windows: Sequence[Window]) -> list[ConditionSpec]:
-    """The baseline and ``name`` under each window, checked by the engine before any model loads."""
+    """The baseline and ``name`` under each window, checked by the engine before any model loads. The
+    options are recorded in the condition's canonical form (defaults spelled out), so that a rerun that
+    spells a default out, or leaves it out, resumes the same cells."""
     taken = sorted({"layers", "heads"} & set(options))
     if taken:
         raise ConfigError(f"the sweep sets {' and '.join(taken)} per window; leave {', '.join(taken)} out of the condition's options")
     if name == BASELINE:
         raise ConfigError("the baseline changes nothing, so a sweep of it measures nothing; sweep a condition that cuts")
-    specs = [ConditionSpec(BASELINE, BASELINE, {})]
-    specs += [ConditionSpec(w.label, name, {**options, **w.params()}) for w in windows]
-    for spec in specs:
-        try:
-            spec.make()
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"condition {name!r} with {spec.params}: {error}") from None
+    try:
+        canonical = ConditionSpec(name, name, dict(options)).make().to_dict()
+        specs = [ConditionSpec(BASELINE, BASELINE, {})]
+        for window in windows:
+            params = {k: v for k, v in canonical.items() if k not in ("name", "layers", "heads")}
+            specs.append(ConditionSpec(window.label, name, {**params, **window.params()}))
+            specs[-1].make()
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"condition {name!r} with {dict(options)}: {error}") from None
     return specs
 
 
