@@ -92,7 +92,7 @@ def plot_png(result: SweepResult) -> bytes:
     ax.set_xticks(sorted({int(x) for part in series.values() for x in part["x"]}))
     ax.set_ylabel(f"Δ {result.metric} vs baseline")
     options = " ".join(f"{k}={v}" for k, v in sweep.options.items())
-    ax.set_title(f"{sweep.model.name}: {sweep.name}{' ' + options if options else ''} on {sweep.task}", fontsize="medium")
+    ax.set_title(f"{sweep.model.name}: {sweep.name} {options}\n{sweep.task}".replace(" \n", "\n"), fontsize="medium")
     ax.legend(fontsize="small", frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
