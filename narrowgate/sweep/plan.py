@@ -47,7 +47,7 @@ def layer_windows(num_layers: int, sizes: Sequence[int], stride: int, span: Sequ
     if stride < 1:
         raise ConfigError(f"--stride must be a positive integer, got {stride}")
     windows = []
-    for size in sizes:
+    for size in dict.fromkeys(sizes):  # a size given twice is swept once
         if not 1 <= size <= len(layers):
             raise ConfigError(f"--window {size}: the sweep covers {len(layers)} layers ({_spec(layers)}); use 1-{len(layers)}")
         for first in range(0, len(layers) - size + 1, stride):
