@@ -139,6 +139,7 @@ def test_the_changes_are_paired_over_the_documents(swept):
     assert result.baseline == pytest.approx(np.mean([s["vqa_accuracy"] for s in base.values()]))
     for entry in result.windows:
         cut = samples(out / "planted" / entry.window.label / TASK)
+        assert entry.score == pytest.approx(np.mean([s["vqa_accuracy"] for s in cut.values()]))
         differences = [cut[d]["vqa_accuracy"] - base[d]["vqa_accuracy"] for d in base]
         assert entry.delta.delta == pytest.approx(np.mean(differences), abs=1e-12)
         assert entry.delta.n == LIMIT
