@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -20,6 +21,8 @@ from tqdm import tqdm
 
 from interventions import Condition, Layout, intervene, make_condition
 from interventions.session import language_model
+
+from .plotting import model_name
 
 GROUPS = ("gate", "last", "image", "special", "text")
 # The shipped toy checkpoints, by name (``--model toy``): (family, folder)
@@ -59,6 +62,14 @@ def groups_of(layout: Layout, input_ids: Sequence[int], special_ids: set[int]) -
     )
 
 
+def toy_name(pretrained: str) -> str | None:
+    """``toy`` or ``planted`` when ``pretrained`` is that shipped toy's folder, else None."""
+    from narrowgate.toy import TOY_CHECKPOINT
+
+    folder = Path(pretrained).resolve()
+    return next((name for name, sub in TOYS.items() if folder == (TOY_CHECKPOINT.parent / sub).resolve()), None)
+
+
 def resolve_model(model: str, family: str | None) -> tuple[str, str]:
     """(family, checkpoint) of ``--model``: a shipped toy's name or a checkpoint path with ``--family``."""
     from narrowgate.toy import FAMILY, TOY_CHECKPOINT
@@ -83,24 +94,33 @@ class Subject:
 
         self.lm = load_model(family, pretrained, device=device, dtype=dtype)
         self.family, self.pretrained, self.batch_size = family, pretrained, batch_size
+        self.name = toy_name(pretrained) or model_name(pretrained)  # short, for titles
         self.model = self.lm.model
         self.tokenizer = self.lm.tokenizer
         self.layers = language_model(self.model).layers
         self.num_layers = len(self.layers)
         self.special_ids = set(self.tokenizer.all_special_ids) - set(self.lm.family_ids.image)
 
-    def encode(self, images: Sequence[Image.Image], requests: Sequence[str], keys: Sequence[str]):
+    def prompt(self, request: str, image_last: bool = False) -> str:
+        """The family's prompt with one image before ``request`` (the benchmarks' order), or after it
+        (``image_last``: the text, then the image, as in a caption->image generation prompt)."""
+        if image_last:
+            return self.lm.format_prompt(request + self.lm.spec.placeholder, 0)
+        return self.lm.format_prompt(request, 1)
+
+    def encode(self, images: Sequence[Image.Image], requests: Sequence[str], keys: Sequence[str], image_last: bool = False):
         """(inputs, layouts, groups) of one batch: each image with its request in the family's prompt."""
-        prompts = [self.lm.format_prompt(request, 1) for request in requests]
+        prompts = [self.prompt(request, image_last) for request in requests]
         inputs, layouts = self.lm._encode(prompts, [[image] for image in images], [f"example {k}" for k in keys], list(keys))
         ids = inputs["input_ids"].tolist()
         return inputs, layouts, [groups_of(layout, ids[layout.row], self.special_ids) for layout in layouts]
 
-    def batches(self, images, requests, desc: str) -> Iterator[tuple[range, dict, tuple[Layout, ...], list[Groups]]]:
+    def batches(self, images, requests, desc: str, image_last: bool = False) -> Iterator[tuple[range, dict, tuple[Layout, ...], list[Groups]]]:
         """The examples in batches of ``batch_size`` (with a progress bar): (indices, inputs, layouts, groups)."""
         for start in tqdm(range(0, len(images), self.batch_size), desc=desc, unit="batch", leave=False):
             rows = range(start, min(start + self.batch_size, len(images)))
-            inputs, layouts, groups = self.encode([images[i] for i in rows], [requests[i] for i in rows], [str(i) for i in rows])
+            keys = [str(i) for i in rows]
+            inputs, layouts, groups = self.encode([images[i] for i in rows], [requests[i] for i in rows], keys, image_last)
             yield rows, inputs, layouts, groups
 
     @contextmanager
@@ -142,11 +162,15 @@ class Subject:
         return {"family": self.family, "pretrained": self.pretrained, "num_layers": self.num_layers}
 
 
-def vectors(subject: Subject, images, requests, condition: Condition | None, select: dict[str, Callable[[Groups, int], Sequence[int]]], desc: str, seed: int = 0) -> dict[str, torch.Tensor]:
+def vectors(
+    subject: Subject, images, requests, condition: Condition | None, select: dict[str, Callable[[Groups, int], Sequence[int]]],
+    desc: str, image_last: bool = False,
+) -> dict[str, torch.Tensor]:
     """For each name in ``select``: (n, layers, D) float32, the mean of each row's layer outputs at the
-    positions ``select[name](groups, example index)`` picks (rows with no such position are NaN)."""
+    positions ``select[name](groups, example index)`` picks (rows with no such position are NaN);
+    ``image_last``: the image after the request (``Subject.prompt``)."""
     out = {name: torch.full((len(images), subject.num_layers, subject.model.config.get_text_config().hidden_size), float("nan")) for name in select}
-    for rows, inputs, layouts, groups in subject.batches(images, requests, desc):
+    for rows, inputs, layouts, groups in subject.batches(images, requests, desc, image_last):
         picks = {name: [list(fn(g, i)) for g, i in zip(groups, rows)] for name, fn in select.items()}
 
         def keep(layer: int, hidden: torch.Tensor) -> None:
