@@ -78,6 +78,46 @@ def test_attention_shares_sum_to_one_over_image_tokens_and_gate_and_equal_the_ea
     assert (wide["special"] > 0).all() == (family == "pixtral")  # Pixtral's row breaks
 
 
+@pytest.mark.parametrize("family", ["chameleon", "llava"])
+def test_attention_contribution_weighs_each_head_by_what_it_writes(subjects, examples, family):
+    """contribution: A_h[i, j] x ||o_proj(v_j with only head h's slice kept)||, computed here through the
+    module's own o_proj (not the weight reshape the analysis uses), normalised as the attention share."""
+    subject = subjects(family)
+    requests = [prompts.vqa_request("What shape is it?")] * N
+    table = attention.attention_share(subject, examples.images, requests, None, measure="contribution")
+    wide = table.pivot(index="layer", columns="group", values="share")[list(attention.GROUPS)]
+    inputs, layouts, groups = subject.encode(examples.images, requests, [str(i) for i in range(N)])
+    values = {}
+    hooks = [
+        layer.self_attn.v_proj.register_forward_hook(lambda m, a, o, i=i: values.__setitem__(i, o))
+        for i, layer in enumerate(subject.layers)
+    ]
+    with torch.no_grad(), intervene(subject.model, "baseline", layouts, reference=True):
+        attentions = subject.model(**inputs, output_attentions=True).attentions
+    for hook in hooks:
+        hook.remove()
+    ids = inputs["input_ids"].tolist()
+    for layer, probs in enumerate(attentions):
+        module = subject.layers[layer].self_attn
+        heads, size = probs.shape[1], module.head_dim
+        v = values[layer].reshape(N, values[layer].shape[1], -1, size)
+        v = v.repeat_interleave(heads // v.shape[2], dim=2)
+        norms = torch.zeros(N, heads, v.shape[1])
+        with torch.no_grad():
+            for h in range(heads):
+                only = torch.zeros(N, v.shape[1], heads, size)
+                only[:, :, h] = v[:, :, h]
+                norms[:, h] = module.o_proj(only.reshape(N, v.shape[1], -1)).norm(dim=-1)
+        sums = torch.zeros(len(attention.GROUPS), dtype=torch.float64)
+        for b, (layout, g) in enumerate(zip(layouts, groups)):
+            named = attention.image_side(g, ids[b])
+            f = (probs[b] * norms[b][:, None, :])[:, layout.text_after.start :].double().sum(dim=(0, 1))
+            sums += torch.stack([f[named[name]].sum() for name in attention.GROUPS])
+        np.testing.assert_allclose(wide.loc[layer].to_numpy(), (sums / sums.sum()).numpy(), rtol=0, atol=1e-5)
+    plain = attention.attention_share(subject, examples.images, requests, None)
+    assert not np.allclose(plain.share, table.share, atol=1e-3)  # the value norms do weigh
+
+
 def test_patching_a_run_with_its_own_gate_changes_nothing(subjects, examples):
     subject = subjects("chameleon")
     pairs = [("colour", i, i) for i in range(4)]

@@ -31,6 +31,7 @@ from .subject import Groups, Subject
 NAME = "attention"
 HELP = "share of the text->image attention taken by the gate, last, image and special tokens, per layer"
 GROUPS = ("gate", "last", "image", "special")
+MEASURES = ("attention", "contribution")
 
 
 def requests_of(examples, prompt: str) -> tuple[list, list[str]]:
@@ -58,18 +59,36 @@ def image_side(groups: Groups, input_ids) -> dict[str, list[int]]:
     }
 
 
-def attention_share(subject: Subject, images, requests, condition) -> pd.DataFrame:
+def value_norms(module, values: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, heads, S): ||W_O^h v_j^h||, the size of what head h adds to the residual per unit of attention
+    on key j (Kobayashi et al. 2020), from the layer's value projection output (B, S, kv_heads * d)."""
+    size = module.head_dim
+    b, s, _ = values.shape
+    v = values.reshape(b, s, -1, size).double()
+    v = v.repeat_interleave(heads // v.shape[2], dim=2)  # grouped-query heads share their value head
+    w = module.o_proj.weight.reshape(-1, heads, size).double()
+    gram = torch.einsum("dhe,dhf->hef", w, w)
+    return torch.einsum("bshe,hef,bshf->bhs", v, gram, v).clamp_min(0).sqrt()
+
+
+def attention_share(subject: Subject, images, requests, condition, measure: str = "attention") -> pd.DataFrame:
     """Rows (layer, group, share): the text queries' attention to each group of image-side keys, summed
-    over examples and normalised per layer (shares sum to 1 per layer)."""
+    over examples and normalised per layer (shares sum to 1 per layer). ``measure="contribution"``
+    weighs each head's attention on key j by ||W_O^h v_j^h|| (attention x value norm)."""
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}; valid: {', '.join(MEASURES)}")
     totals = torch.zeros(subject.num_layers, len(GROUPS), dtype=torch.float64)
     for rows, inputs, layouts, groups in subject.batches(images, requests, "attention"):
         ids = inputs["input_ids"].tolist()
         keys = [image_side(g, ids[layout.row]) for layout, g in zip(layouts, groups)]
+        values: dict[int, torch.Tensor] = {}
 
         def reduce(layer: int, module, args, output) -> None:
             probs = output[1]
             if probs is None:
                 raise RuntimeError("the attention module returned no probabilities; the eager reference must run")
+            if measure == "contribution":
+                probs = probs.double() * value_norms(module, values.pop(layer), probs.shape[1])[:, :, None, :]
             for b, (layout, named) in enumerate(zip(layouts, keys)):
                 queries = layout.text_after
                 f = probs[b, :, queries.start : queries.stop].double().sum(dim=(0, 1))
@@ -79,6 +98,9 @@ def attention_share(subject: Subject, images, requests, condition) -> pd.DataFra
             for index, layer in enumerate(subject.layers):
                 hook = layer.self_attn.register_forward_hook(lambda m, a, o, i=index: reduce(i, m, a, o))
                 stack.callback(hook.remove)
+                if measure == "contribution":
+                    keep = layer.self_attn.v_proj.register_forward_hook(lambda m, a, o, i=index: values.__setitem__(i, o))
+                    stack.callback(keep.remove)
             stack.enter_context(subject.under(condition, layouts, reference=True))
             subject.forward(inputs)
     shares = (totals / totals.sum(dim=1, keepdim=True)).numpy()
@@ -88,14 +110,16 @@ def attention_share(subject: Subject, images, requests, condition) -> pd.DataFra
     )
 
 
-def analyse(subject: Subject, examples, condition=None, *, prompt: str = "vqa") -> Result:
-    """The attention shares per layer and group of ``examples`` asked ``prompt`` (see ``requests_of``)."""
+def analyse(subject: Subject, examples, condition=None, *, prompt: str = "vqa", measure: str = "attention") -> Result:
+    """The attention shares per layer and group of ``examples`` asked ``prompt`` (see ``requests_of``);
+    ``measure``: ``attention`` (the paper's) or ``contribution`` (attention x value norm)."""
     images, requests = requests_of(examples, prompt)
-    table = attention_share(subject, images, requests, condition)
+    table = attention_share(subject, images, requests, condition, measure)
     wide = table.pivot(index="layer", columns="group", values="share")[list(GROUPS)]
     gate = wide["gate"]
     summary = {
         "prompt": prompt,
+        "measure": measure,
         "requests": sorted(set(requests)),
         "prompts_measured": len(requests),
         "normalisation": "image tokens + gate (bos and start-of-image left out)",
@@ -105,21 +129,21 @@ def analyse(subject: Subject, examples, condition=None, *, prompt: str = "vqa") 
         "gate_share_mean": float(gate.mean()),
     }
     report = (
-        f"gate's share of the text->image attention: peak {gate.max():.2f} at layer {int(gate.idxmax())}, "
+        f"gate's share of the text->image {measure}: peak {gate.max():.2f} at layer {int(gate.idxmax())}, "
         f"mean {gate.mean():.2f} over {subject.num_layers} layers; image tokens "
         f"{wide['image'].min():.2f}-{wide['image'].max():.2f} ({len(requests)} prompts, {prompt})"
     )
-    figure = plot(wide, title("attention share", subject, condition, f"n={len(images)} prompts ({len(examples)} images, {prompt})"), subject.num_layers)
+    figure = plot(wide, title(f"{measure} share", subject, condition, f"n={len(images)} prompts ({len(examples)} images, {prompt})"), subject.num_layers, measure)
     return Result(NAME, table, summary, figure, report)
 
 
-def plot(wide: pd.DataFrame, heading: str, num_layers: int):
+def plot(wide: pd.DataFrame, heading: str, num_layers: int, measure: str):
     import matplotlib.pyplot as plt
 
     figure, ax = plt.subplots(figsize=(6.5, 3.5))
     edges = list(wide.index - 0.5) + [wide.index[-1] + 0.5]  # one flat step per layer
     ax.stackplot(edges, *(list(wide[name]) + [wide[name].iloc[-1]] for name in GROUPS), labels=GROUPS, step="post")
-    ax.set(ylabel="share of text->image attention", ylim=(0, 1), title=heading)
+    ax.set(ylabel=f"share of text->image {measure}", ylim=(0, 1), title=heading)
     layer_axis(ax, num_layers)
     legend_outside(ax)
     return figure

@@ -28,6 +28,7 @@ OPTIONS = {
     "z": (float, "density peaks' merging confidence (the paper's 1.65)"),
     "prompt": (str, "vqa (each image with every question of its data), caption, or any request text"),
     "conditions": (str, "the conditions swept"),
+    "measure": (str, "attention (the paper's) or contribution (attention x value norm)"),
 }
 
 
