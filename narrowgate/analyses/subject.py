@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from interventions import Condition, Layout, intervene, make_condition
 from interventions.session import language_model
+from narrowgate_tasks.prompts import model_request, model_variant
 
 from .plotting import model_name
 
@@ -104,14 +105,15 @@ class Subject:
     def prompt(self, request: str, image_last: bool = False) -> str:
         """The family's prompt with one image before ``request`` (the benchmarks' order), or after it
         (``image_last``: the text, then the image, as in a caption->image generation prompt)."""
+        request = model_request(request, model_variant(self.lm.model_name))  # as narrowgate's tasks give it to this model
         if image_last:
-            return self.lm.format_prompt(request + self.lm.spec.placeholder, 0)
-        return self.lm.format_prompt(request, 1)
+            return self.lm.encoder.format_prompt(request + self.lm.encoder.spec.placeholder, 0)
+        return self.lm.encoder.format_prompt(request, 1)
 
     def encode(self, images: Sequence[Image.Image], requests: Sequence[str], keys: Sequence[str], image_last: bool = False):
         """(inputs, layouts, groups) of one batch: each image with its request in the family's prompt."""
         prompts = [self.prompt(request, image_last) for request in requests]
-        inputs, layouts = self.lm._encode(prompts, [[image] for image in images], [f"example {k}" for k in keys], list(keys))
+        inputs, layouts = self.lm.encoder.encode(prompts, [[image] for image in images], [f"example {k}" for k in keys], list(keys))
         ids = inputs["input_ids"].tolist()
         return inputs, layouts, [groups_of(layout, ids[layout.row], self.special_ids) for layout in layouts]
 

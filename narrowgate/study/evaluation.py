@@ -26,12 +26,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from narrowgate.core.files import write_json_atomic
 from narrowgate.grid import (
     GRID_FILE,
     GridConfig,
     parse_config,
     run_grid,
-    write_json_atomic,
 )
 from narrowgate.leaderboard.collect import (
     BASELINE,
