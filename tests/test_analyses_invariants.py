@@ -225,6 +225,14 @@ def test_the_locator_finds_a_gate_planted_by_construction(subjects, examples):
     assert locate.verdict(table)[1].startswith("route through gate[0]: transfer 1.00")
 
 
+def test_locate_draws_the_gate_with_its_rank_outside_the_top_candidates():
+    rows = [(f"image[{i}]", "image", 0.5 - i / 100, 0.0, i + 1, i + 1) for i in range(20)]
+    table = pd.DataFrame(rows + [("gate[0]", "gate", 0.0, 0.0, 21, 21)], columns=["candidate", "group", "transfer", "damage", "transfer_rank", "damage_rank"])
+    figure = locate.plot(table, "locate the gate: toy, baseline, n=3 pairs")
+    names = [label.get_text() for label in figure.axes[0].get_yticklabels()]
+    assert "gate[0] (#21)" in names and "image[0] (#1)" in names and len(names) == locate.TOP + 1
+
+
 def test_locate_names_no_gate_below_the_route_threshold():
     table = pd.DataFrame(
         [("image[11]", "image", 0.06, 0.01, 1, 2), ("special[0]", "special", 0.0, 0.3, 2, 1), ("gate[0]", "gate", 0.0, 0.0, 2, 3)],

@@ -66,10 +66,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
             if key in OPTIONS:
                 kind, text = OPTIONS[key]
                 default, many = parameter.default, isinstance(parameter.default, tuple)
-                shown = " ".join(default) if many else default
+                shown = "" if default is None else f" (default {' '.join(default) if many else default})"
                 sub.add_argument(
-                    "--" + key.replace("_", "-"), type=kind, default=default, nargs="+" if many else None,
-                    help=f"{text} (default {shown})",
+                    "--" + key.replace("_", "-"), type=kind, default=default, nargs="+" if many else None, help=text + shown
                 )
 
 
