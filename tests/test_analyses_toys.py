@@ -70,3 +70,21 @@ def test_the_planted_gates_overlap_with_the_labels_rises_above_the_image_tokens(
     best = result.table.groupby(["label", "token"]).chi.max().unstack()
     assert (best["gate"] > best["image"]).all(), best
     assert set(result.summary["ceiling"].values()) == {1.0}  # default k below the smallest class
+
+
+def test_the_study_measures_each_checkpoint_with_the_analyses(tmp_path):
+    """study/evaluation.py: per checkpoint, the attention share on the study's (VQA) prompt, flips toward
+    the source, the modality gap and the gate's chi (issue 19 item 9), each a number the table can read."""
+    from pathlib import Path
+
+    from narrowgate.study.evaluation import ANALYSES, analyse
+    from narrowgate.study.plan import Reference, load_study
+
+    study = load_study(Path(__file__).parents[1] / "configs" / "study_mini.yaml")
+    planted = Reference("planted")
+    analyse(planted, study, tmp_path)
+    found = {name: json.loads((planted.folder(tmp_path) / f"{name}.json").read_text()) for name in ANALYSES}
+    assert found["attention"]["prompt"] == "vqa" and found["attention"]["gate_vs_image"] > 0.7
+    assert found["patching"]["flip_fraction"] >= 0 and "flip_either" in found["patching"]
+    assert 0 <= found["gap"]["gap_homogeneity"] <= 1 and 0 <= found["gap"]["gap_cosine"] <= 1
+    assert found["overlap"]["gate_chi"] > found["overlap"]["image_chi"] > found["overlap"]["chance_chi"]
