@@ -3,8 +3,8 @@ processor options and layouts are exactly the benchmark's), with the few passes 
 
 Positions are read per row from its Layout; the token groups follow docs/protocol.md §2: ``gate`` (Emu3:
 both end tokens), ``last`` (the image token before the gate), ``image`` (the other image tokens),
-``special`` (start-of-image tokens and special tokens such as bos before the image) and ``text`` (other
-prompt tokens before the image). Every pass runs in batches with a progress bar and keeps only what it
+``special`` (start-of-image tokens and special tokens such as bos before the image) and ``after`` (the
+prompt tokens after the gate). Every pass runs in batches with a progress bar and keeps only what it
 reduces (vectors at chosen positions, last-position distributions), never every layer's full tensors.
 """
 
@@ -25,7 +25,6 @@ from narrowgate_tasks.prompts import model_request, model_variant
 
 from .plotting import model_name
 
-GROUPS = ("gate", "last", "image", "special", "text")
 # The shipped toy checkpoints, by name (``--model toy``): (family, folder)
 TOYS = {"toy": "toy_chameleon", "planted": "toy_chameleon_planted"}
 
@@ -39,11 +38,7 @@ class Groups:
     last: tuple[int, ...]
     image: tuple[int, ...]
     special: tuple[int, ...]
-    text: tuple[int, ...]
     after: tuple[int, ...]
-
-    def __getitem__(self, name: str) -> tuple[int, ...]:
-        return getattr(self, name)
 
 
 def groups_of(layout: Layout, input_ids: Sequence[int], special_ids: set[int]) -> Groups:
@@ -58,7 +53,6 @@ def groups_of(layout: Layout, input_ids: Sequence[int], special_ids: set[int]) -
         last=(span.image[-1],),
         image=tuple(span.image[:-1]),
         special=special,
-        text=tuple(p for p in before if input_ids[p] not in special_ids),
         after=tuple(layout.text_after),
     )
 
