@@ -140,6 +140,7 @@ def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame
                     f"{share}_ci_low": ratio.ci_low if ratio else math.nan,
                     f"{share}_ci_high": ratio.ci_high if ratio else math.nan,
                     f"{share}_per_seed": _fmt(ratio.per_seed) if ratio else _fmt([math.nan] * len(per)),
+                    f"{share}_resamples_left_out": ratio.undefined if ratio else 0,  # no seed with an effect drawn
                     f"{share}_changed": changed,  # seed x question answers whose score the knockout changed
                     f"{share}_answers": answers,
                     f"{share}_changed_at_most": changed_at_most(changed, answers),
@@ -166,7 +167,9 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
             return f"0 of {row[f'{name}_answers']} answers changed: ≤ {row[f'{name}_changed_at_most']:.1%}"
         if math.isnan(row[name]):
             return "undefined"
-        return f"{num(row[name])} [{num(row[f'{name}_ci_low'])}, {num(row[f'{name}_ci_high'])}]"
+        dropped = row[f"{name}_resamples_left_out"]
+        left_out = f" ({dropped} resamples without effect left out)" if dropped else ""
+        return f"{num(row[name])} [{num(row[f'{name}_ci_low'])}, {num(row[f'{name}_ci_high'])}]{left_out}"
 
     def per_seed(row, name: str) -> str:
         return row[f"{name}_per_seed"] if " " in row["seeds"] else "—"
