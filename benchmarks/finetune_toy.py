@@ -45,7 +45,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 CONDITIONS = ("baseline", "gate_ablated", "gate_only", "image_ablated")
-MEASURES = {"smoke": "narrowgate_smoke_vqa (lmms-eval, VQA accuracy)", "held_out": "held-out combinations (macro accuracy)"}
+MEASURES = {
+    "smoke": "narrowgate_smoke_vqa (lmms-eval, VQA accuracy)",
+    "held_out": "held-out combinations (macro accuracy)",
+}
 # How each arm changes the planted recipe (besides seed, steps and learning rate).
 ARMS = {
     "gate_ablated": {"condition": "gate_ablated"},
@@ -127,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seeds must be distinct, got {args.seeds}")
 
     start_from, recipe = planted()
-    print(f"fine-tuning {start_from} ({recipe.steps}-step recipe) for {args.steps} steps, arms {', '.join(ARMS)}, seeds {args.seeds}")
+    print(
+        f"fine-tuning {start_from} ({recipe.steps}-step recipe) for {args.steps} steps, arms {', '.join(ARMS)}, seeds {args.seeds}"
+    )
     before = measure(start_from)
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
@@ -140,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {run['arm']} seed {run['seed']}: fine-tuned in {run['seconds'] / 60:.1f} min", flush=True)
     print(report(before, runs, args.seeds))
     if args.json:
-        args.json.write_text(json.dumps({"options": {k: str(v) for k, v in vars(args).items()}, "planted": before, "runs": runs}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"options": {k: str(v) for k, v in vars(args).items()}, "planted": before, "runs": runs}, indent=2
+            )
+        )
     return 0
 
 

@@ -280,7 +280,12 @@ def shares_grid(tmp_path_factory):
         "wide": [(BASE, base), (GATE, base + noise()), (GATE_ONLY, image + noise()), (IMAGE, image)],
     }
     runs = {name: [(c, list(s)) for c, s in by_condition] for name, by_condition in runs.items()}
-    runs["faint"] = [(BASE, SMALL_EFFECT[0]), (GATE, SMALL_EFFECT[1]), (GATE_ONLY, SMALL_EFFECT[0]), (IMAGE, SMALL_EFFECT[1])]
+    runs["faint"] = [
+        (BASE, SMALL_EFFECT[0]),
+        (GATE, SMALL_EFFECT[1]),
+        (GATE_ONLY, SMALL_EFFECT[0]),
+        (IMAGE, SMALL_EFFECT[1]),
+    ]
     runs["sparse"] = [(BASE, SPARSE[0]), (GATE, SPARSE[1]), (GATE_ONLY, SPARSE[0]), (IMAGE, SPARSE[1])]
     for m, (model, by_condition) in enumerate(runs.items()):
         for c, (condition, scores) in enumerate(by_condition):
@@ -344,19 +349,26 @@ def test_gate_share_of_an_effect_whose_ci_contains_zero_is_undefined(shares_grid
     print the reason where a ratio would be; a ratio never reads as bounded to [0, 1]."""
     base, cut = SMALL_EFFECT
     assert np.mean(np.subtract(base, cut)) == pytest.approx(2 / 64)
-    with pytest.raises(ValueError, match=r"image effect \(baseline − image_ablated\) is \+0.031 \[-0.\d+, \+0.\d+\].*contains 0"):
+    with pytest.raises(
+        ValueError, match=r"image effect \(baseline − image_ablated\) is \+0.031 \[-0.\d+, \+0.\d+\].*contains 0"
+    ):
         leaderboard.gate_share(base, cut, cut, n_resamples=2000)
     board = leaderboard.build(shares_grid, n_resamples=2000)
     shares = {s.model: s for s in board.shares}
     faint = shares["faint"]
     assert not faint.defined and faint.through is None and faint.bypass is None
-    assert faint.image_effect.delta == pytest.approx(2 / 64) and faint.image_effect.ci_low < 0 < faint.image_effect.ci_high
+    assert (
+        faint.image_effect.delta == pytest.approx(2 / 64) and faint.image_effect.ci_low < 0 < faint.image_effect.ci_high
+    )
     assert "contains 0" in faint.undefined and all(shares[m].defined for m in ("narrow", "wide", "sparse"))
     reason = f"faint, {VQA} vqa_accuracy: no gate share: {faint.undefined}."
 
     summary = " ".join(leaderboard.render(board, "summary").split())  # lines are wrapped at 100 columns
     faint_part = summary[summary.index("faint ") : summary.index("sparse ")]
-    assert "gate share (smoke_vqa vqa_accuracy): undefined: the image effect (baseline − image_ablated) is +0.031" in faint_part
+    assert (
+        "gate share (smoke_vqa vqa_accuracy): undefined: the image effect (baseline − image_ablated) is +0.031"
+        in faint_part
+    )
     assert "through" not in faint_part and "not bounded to [0, 1]" in summary
     md = leaderboard.render(board, "md")
     faint_row = next(line for line in md.splitlines() if line.startswith("| faint ") and "vqa_accuracy" in line)
@@ -371,7 +383,9 @@ def test_gate_share_of_an_effect_whose_ci_contains_zero_is_undefined(shares_grid
     assert rows["faint"][f"{prefix}:defined"] == "False" and rows["faint"][f"{prefix}:through"] == ""
     assert rows["faint"][f"{prefix}:undefined_reason"] == faint.undefined
     assert float(rows["faint"][f"{prefix}:image_effect_ci_low"]) < 0
-    assert rows["narrow"][f"{prefix}:defined"] == "True" and float(rows["narrow"][f"{prefix}:through"]) == pytest.approx(1)
+    assert rows["narrow"][f"{prefix}:defined"] == "True" and float(
+        rows["narrow"][f"{prefix}:through"]
+    ) == pytest.approx(1)
 
 
 def test_resamples_without_an_effect_are_counted_and_shown(shares_grid):
@@ -426,7 +440,10 @@ def test_html_page_puts_the_verdict_first(wide_page):
     page = path.read_text()
     verdicts = page.index('<ul class="verdicts">')
     assert verdicts < page.index("<h2>Gate share</h2>") < page.index('<div class="wide">')
-    assert "<b>toy-chameleon-planted-with-a-long-name</b>: smoke_vqa metric_0: through the gate 1.00 [1.00, 1.00]: a narrow gate" in page
+    assert (
+        "<b>toy-chameleon-planted-with-a-long-name</b>: smoke_vqa metric_0: through the gate 1.00 [1.00, 1.00]: a narrow gate"
+        in page
+    )
     assert "<b>toy-chameleon</b>: smoke_vqa metric_0: through the gate 0.00 [0.00, 0.00]: no gate" in page
     assert len(board.columns) == 16
 
@@ -453,7 +470,15 @@ CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", 
 
 
 def chromium(*args) -> subprocess.CompletedProcess:
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--force-device-scale-factor=1", *args]
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
 
 
@@ -470,7 +495,7 @@ def test_html_page_in_headless_chromium(wide_page, tmp_path, width):
     measured_page = tmp_path / "measured.html"
     measured_page.write_text(path.read_text().replace("</body>", MEASURE + "\n</body>"))
     dom = chromium(f"--window-size={width},900", "--dump-dom", measured_page.as_uri()).stdout
-    m = json.loads(html_unescape(re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S).group(1)))
+    m = json.loads(html_unescape(re.search(r'<pre id="measured">(.*?)</pre>', dom, re.DOTALL).group(1)))
     assert m["width"] == width and m["pageWidth"] <= width  # nothing sticks out of the page
     verdicts = m["verdicts"]
     assert 0 <= verdicts["top"] and verdicts["bottom"] <= m["height"] and verdicts["right"] <= width
@@ -487,7 +512,9 @@ def test_html_page_in_headless_chromium(wide_page, tmp_path, width):
     chromium(f"--window-size={width},900", f"--screenshot={shot}", path.as_uri())
     image = Image.open(shot).convert("L")
     assert image.size == (width, 900)
-    box = tuple(round(v) for v in (verdicts["left"], verdicts["top"], min(verdicts["right"], width), verdicts["bottom"]))
+    box = tuple(
+        round(v) for v in (verdicts["left"], verdicts["top"], min(verdicts["right"], width), verdicts["bottom"])
+    )
     assert image.crop(box).getextrema()[0] < 100, "no dark text where the verdict should be"
 
 

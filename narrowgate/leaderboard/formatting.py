@@ -69,7 +69,9 @@ def ratio_text(ratio: PairedRatio | None, share: GateShare | None = None) -> str
         return "undefined: image effect's CI contains 0"
     if ratio is None:
         return "–"
-    dropped = f" ({ratio.undefined} of {ratio.n_resamples} resamples without effect left out)" if ratio.undefined else ""
+    dropped = (
+        f" ({ratio.undefined} of {ratio.n_resamples} resamples without effect left out)" if ratio.undefined else ""
+    )
     return f"{ratio.ratio:.2f} [{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]{dropped}"
 
 
@@ -82,7 +84,6 @@ def share_cells(share: GateShare) -> list[str]:
         ratio_text(share.through, share),
         ratio_text(share.bypass, share),
     ]
-
 
 
 def share_reasons(board: Leaderboard) -> list[str]:

@@ -72,9 +72,8 @@ document.querySelectorAll("div.wide table").forEach(function (table) {
 def render_html(board: Leaderboard) -> str:
     alpha = 1 - board.confidence
     e = html.escape
-    head = (
-        '<th class="model">model</th><th class="condition">condition</th>'
-        + "".join(f"<th>{e(c.label)}</th>" for c in board.columns)
+    head = '<th class="model">model</th><th class="condition">condition</th>' + "".join(
+        f"<th>{e(c.label)}</th>" for c in board.columns
     )
     body = []
     for row in board.rows:

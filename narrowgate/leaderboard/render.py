@@ -172,7 +172,9 @@ def _latex_shares(board: Leaderboard) -> list[str]:
     for share in board.shares:
         lines.append(" & ".join(_latex_escape(text) for text in share_cells(share)) + r" \\")
         if not share.defined:
-            lines.append(rf"\multicolumn{{5}}{{l}}{{\footnotesize {_latex_escape(share.undefined.replace('−', '-'))}}} \\")
+            lines.append(
+                rf"\multicolumn{{5}}{{l}}{{\footnotesize {_latex_escape(share.undefined.replace('−', '-'))}}} \\"
+            )
     lines += [r"\bottomrule", r"\end{tabular}", "% " + share_legend(board).replace("−", "-")]
     return lines
 

@@ -75,7 +75,12 @@ def seed_bootstrap_ratio(
     alpha = (1 - confidence) / 2
     low, high = np.quantile(kept, [alpha, 1 - alpha])
     return SeedRatio(
-        float(np.mean(per_seed[defined])), float(low), float(high), tuple(map(float, per_seed)), n_resamples, int(values.size - kept.size)
+        float(np.mean(per_seed[defined])),
+        float(low),
+        float(high),
+        tuple(map(float, per_seed)),
+        n_resamples,
+        int(values.size - kept.size),
     )
 
 
@@ -133,7 +138,9 @@ def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame
             }
             for share, condition in SHARES.items():
                 changes = [np.subtract(p["scores"][BASELINE], p["scores"][condition]) for p in per]
-                ratio = None if undefined else seed_bootstrap_ratio(list(zip(changes, effects)), n_resamples=n_resamples)
+                ratio = (
+                    None if undefined else seed_bootstrap_ratio(list(zip(changes, effects)), n_resamples=n_resamples)
+                )
                 changed, answers = sum(int(np.count_nonzero(c)) for c in changes), sum(c.size for c in changes)
                 row |= {
                     share: ratio.mean if ratio else math.nan,
