@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -50,17 +51,10 @@ class GateShare:
         return self.undefined is None
 
 
-def image_effect(
-    baseline: Sequence[float],
-    image_ablated: Sequence[float],
-    *,
-    n_resamples: int = 10_000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> PairedDelta:
-    """mean(baseline − image_ablated) with its paired bootstrap CI (the same resamples, for the same seed,
-    as the shares' denominators)."""
-    return paired_bootstrap(image_ablated, baseline, n_resamples=n_resamples, confidence=confidence, seed=seed)
+def image_effect(baseline: Sequence[float], image_ablated: Sequence[float], **options: Any) -> PairedDelta:
+    """mean(baseline − image_ablated) with its paired bootstrap CI (``options``: ``paired_bootstrap``'s;
+    for the same seed, the same resamples as the shares' denominators)."""
+    return paired_bootstrap(image_ablated, baseline, **options)
 
 
 def undefined_reason(effect: PairedDelta) -> str | None:
