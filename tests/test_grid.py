@@ -74,6 +74,19 @@ def test_smoke_config_covers_every_condition():
     # offline: every model is a tiny checkpoint or a folder that exists (the shipped toy model)
     assert all(m.tiny_seed is not None or Path(m.pretrained).is_dir() for m in config.models)
     assert any(c.repeated for c in config.conditions)
+    # the planted toy cannot caption (trained on questions only): the demo leaves its caption cells out
+    tasks = {(c.model.name, c.task) for c in config.cells()}
+    assert ("toy-chameleon-planted", "narrowgate_smoke_caption") not in tasks
+    assert {("toy-chameleon", t) for t in config.tasks} | {("toy-chameleon-planted", "narrowgate_smoke_vqa")} == tasks
+
+
+def test_a_model_runs_a_subset_of_the_tasks():
+    tasks = ["narrowgate_smoke_vqa", "narrowgate_smoke_caption"]
+    config = parse_config(config_with(tasks=tasks, models__0__tasks=["narrowgate_smoke_caption"]), Path("x.yaml"))
+    assert {c.task for c in config.cells()} == {"narrowgate_smoke_caption"}
+    assert [c.order[2] for c in config.cells()][:1] == [1]  # the task keeps its column
+    with pytest.raises(ConfigError, match=r"models\[0\]\.tasks: narrowgate_vqav2 not among the grid's tasks"):
+        parse_config(config_with(models__0__tasks=["narrowgate_vqav2"]), Path("x.yaml"))
 
 
 def test_cells_ids_and_order():
@@ -480,4 +493,4 @@ def test_gate_share_of_the_smoke_grid(smoke_reference):
     assert share.bypass.ratio == pytest.approx(
         leaderboard.gate_share(scores["baseline"], scores["gate_only"], scores["image_ablated"]).ratio
     )
-    assert share.image_effect > 0  # cutting the image off costs the trained toy model accuracy
+    assert share.image_effect.ci_low > 0  # cutting the image off costs the trained toy model accuracy

@@ -410,7 +410,7 @@ def test_two_processes_equal_one(cli_runs, tiny_dir, tmp_path):
     per-sample outputs as one process."""
     output = tmp_path / "dp"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "narrowgate.launcher",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "narrowgate.launcher",
         "--model", "chameleon_image_ablated",
         "--model_args", f"pretrained={tiny_dir('chameleon')}",
         "--tasks", SMOKE,

@@ -26,6 +26,7 @@ class ModelSpec:
     pretrained: str | None
     tiny_seed: int | None
     model_args: dict[str, Any] = field(default_factory=dict)
+    tasks: tuple[str, ...] | None = None  # the grid's tasks this model runs (None: all)
 
     def record(self) -> dict[str, Any]:
         """What identifies this model's results (written to cell.json, compared on resume)."""
@@ -102,6 +103,7 @@ class GridConfig:
             for m, model in enumerate(self.models)
             for condition in self.conditions
             for t, task in enumerate(self.tasks)
+            if model.tasks is None or task in model.tasks
         ]
 
 
@@ -135,6 +137,10 @@ def parse_config(data: Any, path: Path) -> GridConfig:
         conditions.extend(instances)
 
     models = [_model_spec(entry, grid.model_args, path) for entry in grid.models]
+    for i, model in enumerate(models):
+        unknown = [t for t in model.tasks or () if t not in grid.tasks]
+        if unknown:
+            raise fail(f"models[{i}].tasks", f"{', '.join(unknown)} not among the grid's tasks ({', '.join(grid.tasks)})")
     names = [m.name for m in models]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -166,4 +172,5 @@ def _model_spec(entry: schema.ModelEntry, defaults: dict[str, Any], path: Path) 
     if pretrained is not None and pretrained.startswith(("./", "../")):
         pretrained = str((path.parent / pretrained).resolve())
     tiny_seed = None if entry.tiny is None else entry.tiny.seed
-    return ModelSpec(entry.name, entry.family, pretrained, tiny_seed, {**defaults, **entry.model_args})
+    tasks = None if entry.tasks is None else tuple(entry.tasks)
+    return ModelSpec(entry.name, entry.family, pretrained, tiny_seed, {**defaults, **entry.model_args}, tasks)

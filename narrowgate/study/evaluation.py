@@ -39,7 +39,7 @@ from narrowgate.leaderboard.collect import (
     paired_scores,
     read_cells,
 )
-from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES, gate_share
+from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES, gate_share, image_effect, undefined_reason
 from narrowgate.study.plan import GRID_DIR, Reference, Run, Study, StudyError
 from narrowgate.toy import FAMILY
 
@@ -95,7 +95,7 @@ def evaluate(study: Study, output: Path, log: Callable[[str], None], verbosity: 
 def gate_shares(checkpoint: Run | Reference, runs: dict[str, list], tasks) -> dict[str, Any]:
     """Per task: the per-document scores of the gate-share conditions (aligned by document, on the task's
     first metric with per-document scores) and each share with its document-bootstrap CI (None when the
-    image has no effect on average, so no share of it is defined)."""
+    image effect's CI contains 0, so no share of it is defined: ``undefined`` says so)."""
     out: dict[str, Any] = {"id": checkpoint.id, "tasks": {}}
     names = [BASELINE, IMAGE_ABLATED, *SHARES.values()]
     for task in tasks:
@@ -108,13 +108,22 @@ def gate_shares(checkpoint: Run | Reference, runs: dict[str, list], tasks) -> di
             raise StudyError(f"{checkpoint.id}: {task} has no metric with per-document scores, so no gate share")
         aligned = paired_scores([(of_task[n], mean_over_seeds(of_task[n], metric)) for n in names], task)
         scores = dict(zip(names, aligned))
-        effect = sum(b - c for b, c in zip(scores[BASELINE], scores[IMAGE_ABLATED])) / len(scores[BASELINE])
+        effect = image_effect(scores[BASELINE], scores[IMAGE_ABLATED])
+        undefined = undefined_reason(effect)
         shares = {
-            share: None if effect == 0 else dataclasses.asdict(gate_share(scores[BASELINE], scores[name], scores[IMAGE_ABLATED]))
+            share: None if undefined else dataclasses.asdict(gate_share(scores[BASELINE], scores[name], scores[IMAGE_ABLATED]))
             for share, name in SHARES.items()
         }
         means = {name: sum(values) / len(values) for name, values in scores.items()}
-        out["tasks"][task] = {"metric": metric, "means": means, "image_effect": effect, **shares, "scores": scores}
+        out["tasks"][task] = {
+            "metric": metric,
+            "means": means,
+            "image_effect": effect.delta,
+            "image_effect_ci": [effect.ci_low, effect.ci_high],
+            "undefined": undefined,
+            **shares,
+            "scores": scores,
+        }
     return out
 
 
