@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from narrowgate.core.interrupt import run_command
+
 # subcommand -> (module, one-line help). Modules keep heavy imports inside their functions.
 COMMANDS: dict[str, tuple[str, str]] = {
     "tiny": ("narrowgate.tiny", "write a tiny random-weight checkpoint of a model family"),
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         module.configure(subparsers.add_parser(name, help=help_text, description=module.__doc__))
         modules[name] = module
     args = parser.parse_args(argv)
-    return int(modules[args.command].run(args) or 0)
+    return run_command(f"narrowgate {args.command}", modules[args.command].run, args)
 
 
 if __name__ == "__main__":
