@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from narrowgate import leaderboard
     from narrowgate.grid import ConfigError, load_config, run_grid, set_log_level
     from narrowgate_tasks.java import JavaMissingError
+    from narrowgate_tasks.sources import DataMissingError
 
     set_log_level("WARNING")
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     try:
         report = run_grid(load_config(config_path), output, limit=args.limit)
-    except (ConfigError, JavaMissingError) as error:
+    except (ConfigError, JavaMissingError, DataMissingError) as error:
         print(f"narrowgate demo: {error}", file=sys.stderr)
         return 2
     board = leaderboard.build(output)

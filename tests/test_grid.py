@@ -481,3 +481,18 @@ def test_gate_share_of_the_smoke_grid(smoke_reference):
         leaderboard.gate_share(scores["baseline"], scores["gate_only"], scores["image_ablated"]).ratio
     )
     assert share.image_effect > 0  # cutting the image off costs the trained toy model accuracy
+
+
+def test_a_copied_config_with_broken_paths_is_one_error_before_anything_runs(tmp_path, capsys):
+    """configs/smoke.yaml copied elsewhere: its ../ paths resolve against the copy's folder, where there is
+    no checkpoint; one config error names both folders, nothing is evaluated or written."""
+    copy = tmp_path / "elsewhere" / "smoke.yaml"
+    copy.parent.mkdir()
+    copy.write_text((REPO / "configs" / "smoke.yaml").read_text())
+    assert main(["grid", str(copy), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("narrowgate grid:") == 1 and "FAILED" not in err, err
+    for name in ("toy_chameleon", "toy_chameleon_planted"):
+        assert f"{tmp_path}/narrowgate/assets/{name}" in err
+    assert f"relative to the config file's folder {tmp_path}/elsewhere" in err
+    assert not (tmp_path / "out").exists()

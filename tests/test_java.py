@@ -159,9 +159,9 @@ def test_grid_refuses_before_any_model_loads(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert f"narrowgate grid: Java is not on the PATH, but task(s) {CAPTION} reports" in err
     assert "no-such-checkpoint" not in err and not (tmp_path / "out").exists()
-    monkeypatch.setenv(java.SKIP_ENV, "1")  # the switch: the grid goes on (and fails on the checkpoint)
-    assert main(["grid", str(config), "--output", str(tmp_path / "out")]) == 1
-    assert "no-such-checkpoint" in capsys.readouterr().err
+    monkeypatch.setenv(java.SKIP_ENV, "1")  # the switch: the grid goes on (and stops at the checkpoint)
+    assert main(["grid", str(config), "--output", str(tmp_path / "out")]) == 2
+    assert "no checkpoint folder at m: " in capsys.readouterr().err
 
 
 TOY = Path(__file__).resolve().parents[1] / "narrowgate" / "assets" / "toy_chameleon"

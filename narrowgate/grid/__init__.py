@@ -31,7 +31,8 @@ Config (YAML, read with ``yaml.safe_load``)::
       - {name: tiny-chameleon, family: chameleon, tiny: {seed: 0}}   # or tiny: true (seed 0)
 
 ``pretrained`` is a hub id or a path; a path starting with ``./`` or ``../`` is relative to the config
-file. ``tiny`` writes ``narrowgate.tiny.save(family, seed=...)`` under the output folder on first use.
+file. A local folder that does not exist is one config error before anything runs. ``tiny`` writes
+``narrowgate.tiny.save(family, seed=...)`` under the output folder on first use.
 """
 
 from narrowgate.grid.cells import (

@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from narrowgate.grid.config import ConfigError, load_config
-from narrowgate_tasks.java import JavaMissingError
 from narrowgate.grid.runner import run_grid
+from narrowgate_tasks.java import JavaMissingError
+from narrowgate_tasks.sources import DataMissingError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             sequential=args.sequential,
             max_rows=args.max_rows,
         )
-    except (ConfigError, JavaMissingError) as error:
+    except (ConfigError, JavaMissingError, DataMissingError) as error:
         print(f"narrowgate grid: {error}", file=sys.stderr)
         return 2
     done = sum(s.status in ("done", "skipped") for s in report.statuses)

@@ -28,9 +28,10 @@ from narrowgate.grid.cells import (
     read_done,
     write_grid_file,
 )
-from narrowgate.grid.config import Cell, ConfigError, GridConfig, ModelSpec
+from narrowgate.grid.config import Cell, ConfigError, GridConfig, ModelSpec, check_checkpoints
 from narrowgate.grid.parallel import Ranks
 from narrowgate_tasks.java import check_java
+from narrowgate_tasks.sources import check_data
 
 
 def select_cells(cells: list[Cell], only: Iterable[str]) -> list[Cell]:
@@ -111,6 +112,9 @@ def run_grid(
     decision = _done_cells(output, cells, limit) if ranks.is_main else None
     if isinstance(decision := ranks.share(decision), str):
         raise ConfigError(decision)
+    waiting = [cell for cell in cells if cell.id not in decision]  # before any model loads:
+    check_checkpoints(config.path, list({cell.model.name: cell.model for cell in waiting}.values()))
+    check_data(dict.fromkeys(cell.task for cell in waiting))
     statuses = {c.id: CellStatus(c.id, "skipped" if c.id in decision else "pending") for c in cells}
     others = other_cells(output, config, statuses) if ranks.is_main else []
     report = GridReport(output, [statuses[c.id] for c in cells], others=others)
