@@ -14,7 +14,10 @@ Differences from lmms-eval 0.7.3's ``lmms-eval`` / ``python -m lmms_eval``:
   goes to lmms-eval as is;
 - SIGINT/SIGTERM stop the run within seconds, with its Java scorers, and print one line
   (``narrowgate.core.interrupt``);
-- an error wrapped by lmms-eval's retries (``RetryError[<Future ...>]``) is reported as its cause;
+- an error wrapped by lmms-eval's retries (``RetryError[<Future ...>]``) is reported as its cause, a
+  damaged safetensors file by its path; a refusal (a ValueError or OSError: wrong input, missing file or
+  data, an unsupported model) is one line, without lmms-eval's traceback unless ``--verbosity DEBUG``
+  or ``LOGLEVEL=DEBUG``;
 - the exit status is non-zero when a run failed, a requested task has no results or a metric is NaN
   (lmms-eval catches the exception, prints it and exits 0).
 
@@ -31,7 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from narrowgate.core.evaluation import apply_filelock_workaround, plain_error, tasks_dir
+from narrowgate.core.checkpoints import name_corrupt_file
+from narrowgate.core.console import verbose_requested
+from narrowgate.core.evaluation import apply_filelock_workaround, is_refusal, plain_error, tasks_dir
 from narrowgate.core.interrupt import signal_of, stop_on_signals
 
 
@@ -61,6 +66,14 @@ def check_model(name: str, model_args: str | dict | None) -> None:
         raise ValueError(
             f"unknown condition {condition!r} in --model_args; valid conditions: {', '.join(CONDITION_NAMES)}"
         )
+
+
+def pretrained_of(model_args: str | dict | None) -> str | None:
+    """The ``pretrained=`` of ``--model_args``, if any."""
+    from lmms_eval.utils import simple_parse_args_string
+
+    parsed = model_args if isinstance(model_args, dict) else simple_parse_args_string(model_args or "")
+    return None if parsed.get("pretrained") is None else str(parsed["pretrained"])
 
 
 def missing_outputs(args: Any, results: dict | None, started: float) -> list[str]:
@@ -151,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             check_data(expand(requested))
             results, samples = evaluate_one(args)
         except Exception as error:
-            shown = plain_error(error)
+            shown = name_corrupt_file(plain_error(error), pretrained_of(args.model_args))
             failures.append(f"{args.model} on {args.tasks}: {type(shown).__name__}: {shown}")
+            if is_refusal(shown) and not verbose_requested(str(args.verbosity).upper() == "DEBUG"):
+                return None, None  # its one line is printed at the end; lmms-eval would add a traceback
             if shown is error:
                 raise
             raise shown from None

@@ -22,7 +22,7 @@ from narrowgate_tasks.metrics import PTB_METRICS
 SKIP_ENV = "NARROWGATE_SKIP_PTB"
 
 
-class JavaMissingError(RuntimeError):
+class JavaMissingError(FileNotFoundError):
     """Java is needed by the requested tasks' ``*_ptb`` metrics but is not on the PATH."""
 
 

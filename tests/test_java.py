@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -167,8 +168,16 @@ def test_grid_refuses_before_any_model_loads(tmp_path, monkeypatch, capsys):
 TOY = Path(__file__).resolve().parents[1] / "narrowgate" / "assets" / "toy_chameleon"
 
 
-def java_children(process) -> list:
-    return [p for p in process.children(recursive=True) if p.name() == "java"]
+def java_children(process, named: str = "") -> list:
+    """The Java processes under ``process`` whose command line contains ``named`` (ended ones left out)."""
+    import psutil
+
+    found = []
+    for child in process.children(recursive=True):
+        with suppress(psutil.Error):  # ended meanwhile
+            if child.name() == "java" and named in " ".join(child.cmdline()):
+                found.append(child)
+    return found
 
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
@@ -194,7 +203,7 @@ def test_an_interrupt_while_meteor_scores_stops_at_once_and_the_rerun_finishes_t
         grid, deadline, meteor = psutil.Process(run.pid), time.monotonic() + 600, []
         while not meteor and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-            meteor = [p for p in java_children(grid) if "meteor" in " ".join(p.cmdline())]
+            meteor = java_children(grid, "meteor")
         assert meteor, "METEOR never started: " + run.communicate()[1][-3000:]
         time.sleep(0.5)  # inside compute_score
         seen = java_children(grid)
