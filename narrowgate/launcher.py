@@ -53,18 +53,18 @@ def check_model(name: str, model_args: str | dict | None) -> None:
     from lmms_eval.models import MODEL_REGISTRY_V2
     from lmms_eval.utils import simple_parse_args_string
 
-    from model_wrappers.registry import CONDITION_NAMES, FAMILY_WRAPPERS, model_names, unknown_model_message
+    from model_wrappers.registry import condition_names, family_names, model_names, unknown_model_message
 
     if name not in model_names():
-        ours = any(name == family or name.startswith(family + "_") for family in FAMILY_WRAPPERS)
+        ours = any(name == family or name.startswith(family + "_") for family in family_names())
         if ours and name not in MODEL_REGISTRY_V2.list_model_names():
             raise ValueError(unknown_model_message(name))
         return
     parsed = model_args if isinstance(model_args, dict) else simple_parse_args_string(model_args or "")
     condition = parsed.get("condition")
-    if condition is not None and condition not in CONDITION_NAMES:
+    if condition is not None and condition not in condition_names():
         raise ValueError(
-            f"unknown condition {condition!r} in --model_args; valid conditions: {', '.join(CONDITION_NAMES)}"
+            f"unknown condition {condition!r} in --model_args; valid conditions: {', '.join(condition_names())}"
         )
 
 

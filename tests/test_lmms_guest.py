@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from model_wrappers.registry import CONDITION_NAMES, FAMILY_WRAPPERS, model_names
+from model_wrappers.registry import condition_names, family_names, model_names
 from narrowgate import launcher
 from narrowgate.core.evaluation import plain_error, tasks_dir
 
@@ -35,8 +35,8 @@ def test_no_builtin_model_is_shadowed():
     assert MODEL_REGISTRY_V2.resolve("llava").class_path == "lmms_eval.models.simple.llava.Llava"
     names = set(MODEL_REGISTRY_V2.list_model_names())
     assert set(model_names()) <= names  # the entry point is installed and loaded
-    assert len(model_names()) == len(FAMILY_WRAPPERS) * len(CONDITION_NAMES)
-    assert not (set(FAMILY_WRAPPERS) - builtin_names) & names  # no bare family name of narrowgate's own
+    assert len(model_names()) == len(family_names()) * len(condition_names())
+    assert not (set(family_names()) - builtin_names) & names  # no bare family name of narrowgate's own
 
 
 def test_launcher_passes_every_lmms_eval_model_through():

@@ -45,13 +45,14 @@ def is_refusal(error: BaseException) -> bool:
     return isinstance(error, (ValueError, OSError))
 
 
-def task_manager(verbosity: str = "WARNING"):
+def task_manager(verbosity: str = "WARNING", model_name: str | None = None):
     """lmms-eval's index of narrowgate's tasks only (lmms-eval's own are not indexed: faster, and a
-    narrowgate run cannot pick up a task of the same name from elsewhere)."""
+    narrowgate run cannot pick up a task of the same name from elsewhere). ``model_name`` picks the
+    tasks' per-model prompt variants (``lmms_eval_specific_kwargs``), as lmms-eval's CLI does."""
     apply_filelock_workaround()
     from lmms_eval.tasks import TaskManager
 
-    return TaskManager(verbosity, include_path=tasks_dir(), include_defaults=False)
+    return TaskManager(verbosity, include_path=tasks_dir(), include_defaults=False, model_name=model_name)
 
 
 def evaluate(lm, task: str, manager, *, main: bool = True, **options: Any) -> dict[str, Any] | None:

@@ -61,10 +61,10 @@ def _non_empty_list(value: Any) -> Any:
 
 
 def _known_family(value: Any) -> Any:
-    from model_wrappers.registry import FAMILY_WRAPPERS
+    from model_wrappers.registry import family_names
 
-    if value not in FAMILY_WRAPPERS:
-        raise ValueError(f"unknown family {value!r}; known families: {', '.join(FAMILY_WRAPPERS)}")
+    if value not in family_names():
+        raise ValueError(f"unknown family {value!r}; known families: {', '.join(family_names())}")
     return value
 
 

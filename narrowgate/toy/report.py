@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from model_wrappers.registry import CONDITION_NAMES
+from model_wrappers.registry import condition_names
 from narrowgate_tasks import prompts, shapes
 
 from .recipe import FAMILY, RECIPE_FILE, REPORT_FILE, SPLITS, ToyRecipe
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from transformers import ChameleonForConditionalGeneration, ProcessorMixin
 
 # Every knockout condition (gate_randomized edits hidden states rather than attention edges).
-CONDITIONS: tuple[str, ...] = tuple(name for name in CONDITION_NAMES if name != "gate_randomized")
+CONDITIONS: tuple[str, ...] = tuple(name for name in condition_names() if name != "gate_randomized")
 
 
 def accuracy(
@@ -93,7 +93,7 @@ def smoke_accuracy(path: str | Path, conditions: Sequence[str] = CONDITIONS) -> 
     from narrowgate.core.evaluation import evaluate, task_manager
 
     task = "narrowgate_smoke_vqa"
-    manager = task_manager("ERROR")
+    manager = task_manager("ERROR", model_name=FAMILY)
     lm = load_model(FAMILY, str(path), device="cpu", dtype="float32", batch_size=8)
     scores = {}
     for condition in conditions:
