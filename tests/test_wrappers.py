@@ -248,6 +248,43 @@ def test_registration_imports_nothing_heavy():
     assert result.returncode == 0, result.stderr
 
 
+def test_a_wrong_family_fails_before_any_weights_load(tiny_dir, tmp_path, monkeypatch):
+    """A checkpoint of another family is refused from its config.json alone (the folders below hold nothing
+    else, so loading weights would fail differently), naming the right model; for hub ids, from the cache."""
+    import shutil
+
+    import huggingface_hub
+
+    def config_only(family: str):
+        folder = tmp_path / f"{family}-config-only"
+        folder.mkdir()
+        shutil.copy(tiny_dir(family) / "config.json", folder)
+        return folder
+
+    chameleon = config_only("chameleon")
+    with pytest.raises(ValueError, match=r"^llava_gate_ablated: pretrained=\S+ is not a llava checkpoint \(its config\.json: "
+                       r"model_type 'chameleon', architectures \['ChameleonForConditionalGeneration'\]\); use --model chameleon_gate_ablated$"):
+        model_class("llava_gate_ablated")(pretrained=str(chameleon))
+    # Pixtral's checkpoints are llava ones with a pixtral tower: each family refuses the other's
+    with pytest.raises(ValueError, match=r"not a llava checkpoint .* use --model pixtral_baseline$"):
+        model_class("llava")(pretrained=str(config_only("pixtral")))
+    with pytest.raises(ValueError, match=r"not a pixtral checkpoint .* use --model llava_gate_only$"):
+        model_class("pixtral")(pretrained=str(config_only("llava")), condition="gate_only")
+    # no declared family: the generic one
+    with pytest.raises(ValueError, match=r"model_type 'mistral3'.* use --model auto_baseline \(the generic family\)"):
+        model_class("emu3_baseline")(pretrained=str(config_only("mistral3")))
+    # a hub id: only config.json is read, here from the offline cache
+    revision = "0" * 40
+    repo = tmp_path / "hub" / "models--facebook--chameleon-7b"
+    (repo / "snapshots" / revision).mkdir(parents=True)
+    shutil.copy(chameleon / "config.json", repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ValueError, match=r"pretrained=facebook/chameleon-7b is not a janus checkpoint .* use --model chameleon_image_ablated$"):
+        model_class("janus_image_ablated")(pretrained="facebook/chameleon-7b")
+
+
 def test_bad_model_args_fail_before_loading(tmp_path):
     missing = tmp_path / "no-checkpoint-here"  # every error below must come before from_pretrained
     with pytest.raises(ValueError, match="condition=image_ablated contradicts|runs condition 'gate_ablated'"):
