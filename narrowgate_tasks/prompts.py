@@ -34,7 +34,7 @@ import yaml
 VARIANTS_FILE = Path(__file__).with_name("_prompt_variants_vqa.yaml")
 VQA_INSTRUCTION = "Answer the question using a single word or phrase."
 # The answer-format instruction of the authors' instruction mode (their script's default, docs/protocol.md
-# §4), its four rules as PROTOCOL.md states them; the narrowgate_*_instruction tasks.
+# §4): its four rules, one per line; the narrowgate_*_instruction tasks.
 ANSWER_FORMAT = (
     "Answer with a single word, a number or a short phrase.\n"
     "Write numbers as digits.\n"
