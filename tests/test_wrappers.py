@@ -132,15 +132,18 @@ def assert_equals_engine(engine: Engine, samples: dict[int, dict], condition: st
         )
 
 
-def evaluate(lm, task: str = SMOKE, include_path: str | list[str] | None = None, limit: int | None = LIMIT) -> dict:
-    """In-process lmms-eval run; returns {doc_id: sample} with the audit lifted as in the samples file."""
+def evaluate(
+    lm, task: str = SMOKE, include_path: str | list[str] | None = None, limit: int | None = LIMIT, model_name: str | None = None
+) -> dict:
+    """In-process lmms-eval run of ``lm`` (lmms-eval name ``model_name``, default ``lm.model_name``); returns
+    {doc_id: sample} with the audit lifted as in the samples file."""
     from lmms_eval import evaluator
     from lmms_eval.tasks import TaskManager
 
     from model_wrappers.audit import lift_audits
 
     # the model's prompt variants of the task, as lmms-eval's CLI picks them (by the --model name)
-    manager = TaskManager("ERROR", include_path=include_path or tasks_dir(), include_defaults=False, model_name=lm.model_name)
+    manager = TaskManager("ERROR", include_path=include_path or tasks_dir(), include_defaults=False, model_name=model_name or lm.model_name)
     results = evaluator.simple_evaluate(
         model=lm, tasks=[task], task_manager=manager, limit=limit, log_samples=True, verbosity="ERROR"
     )
