@@ -36,7 +36,7 @@ class ConditionBlocks:
         for block in self.blocks:
             block.reset()
 
-    def begin(self, forward: Forward, mask: torch.Tensor | None) -> None:
+    def begin(self, forward: Forward) -> None:
         expected = self.batch * len(self.blocks)
         if forward.batch != expected:
             raise ValueError(
@@ -44,8 +44,8 @@ class ConditionBlocks:
                 f"conditions x {self.batch} rows = {expected}; pass the inputs through the block's expand()"
             )
         local = dataclasses.replace(forward, batch=self.batch)
-        for index, block in enumerate(self.blocks):
-            block.begin(local, None if mask is None else mask[self._rows(index)])
+        for block in self.blocks:
+            block.begin(local)
 
     def _each(self, attention: str, module, query, key, value, attention_mask, **kwargs):
         outputs, weights = [], []

@@ -15,7 +15,7 @@ from .conditions import Condition, make_condition
 from .gate import GateRandomizer, attach_edit
 from .knockout import Knockouts
 from .layouts import Layout, batch_layouts
-from .session import bound
+from .session import Session, bound
 
 
 @contextmanager
@@ -25,8 +25,9 @@ def intervene(
     layouts: Sequence[Layout],
     *,
     reference: bool | None = None,
-) -> Iterator[None]:
-    """Run ``model`` under ``condition`` for the batch described by ``layouts`` (one per row).
+) -> Iterator[Session]:
+    """Run ``model`` under ``condition`` for the batch described by ``layouts`` (one per row); yields the
+    Session bound to the model (its ``knockout`` is what the attention modules run).
 
     Holds for ``model(...)`` and ``model.generate(...)``, for the prompt and every generated token,
     with dynamic or static caches. The model's own attention implementation is honoured (``reference``
@@ -36,8 +37,8 @@ def intervene(
     On exit the model is restored exactly (attention implementation, hooks). One condition at a time
     (several side by side: ``intervene_each``); ``patch_gate`` and ``record_gate`` compose with it.
     """
-    with intervene_each(model, [condition], layouts, reference=reference):
-        yield
+    with bound(model) as session, intervene_each(model, [condition], layouts, reference=reference):
+        yield session
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """Attention knockout: cut (query, key) edges in chosen layers, every head, prompt and generated tokens.
 
-Two attention implementations are registered with transformers (``AttentionInterface``), each with a
-mask function under the same name (``AttentionMaskInterface``) that wraps the stock one and hands the
-forward's KV positions to the bound Session:
+Two attention implementations are registered with transformers (``AttentionInterface``), each with the
+stock mask function under the same name (``AttentionMaskInterface``; without one transformers builds no
+mask and left padding is lost). The functions find the Session bound to the attention module they are
+called with (``session.attention_session``):
 
 - ``narrowgate`` (fast, SDPA). ``zero``: a post-softmax probability set to 0 without renormalising is
   the same as removing the key's value vector, out_i = sum_{j not in K} A_ij v_j, so the affected query
@@ -23,8 +24,9 @@ forward's KV positions to the bound Session:
   (``zero``) or the scores set to -inf before it (``mask``); returns the probabilities, so it serves
   ``output_attentions`` and the tests.
 
-The per-forward tensors (cut-key masks, chunk masks) are built lazily for the device of the layer that
-asks (``PerDevice``), once per device and forward, so a model spread by ``device_map`` works.
+The per-forward tensors (cut-key masks, chunk masks) are built lazily, from the mask the first attention
+call of a forward receives, for the device of the layer that asks (``PerDevice``), once per device and
+forward, so a model spread by ``device_map`` works.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_
 
 from .conditions import Condition
 from .layouts import Layout
-from .session import FAST, REFERENCE, Forward, PerDevice, session_for
+from .session import FAST, REFERENCE, Forward, PerDevice, attention_session
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class Knockouts:
         queries start at or before its first key (earlier rows cannot see the keys: causality)."""
         return 0 if rule.first_query <= rule.first_key else rule.first_query
 
-    def begin(self, forward: Forward, mask: torch.Tensor | None) -> None:
+    def begin(self, forward: Forward) -> None:
         if forward.batch != self.batch:
             raise ValueError(
                 f"the model runs a batch of {forward.batch} rows but the intervention has {self.batch} layouts; "
@@ -128,8 +130,13 @@ class Knockouts:
                 f"{self.prompt_length}; compute the layouts from the very input_ids the model receives"
             )
         self.forward = forward
-        if self.rules:
-            self.on = PerDevice(partial(self._dense if self.reference else self._chunks, forward, mask))
+        self.on = None
+
+    def _built(self, device: torch.device, mask: torch.Tensor | None):
+        """This forward's tensors on ``device``; the first call of the forward fixes the mask they use."""
+        if self.on is None:
+            self.on = PerDevice(partial(self._dense if self.reference else self._chunks, self.forward, mask))
+        return self.on(device)
 
     @staticmethod
     def _local_keys(rule: _Rule, forward: Forward, device: torch.device) -> torch.Tensor:
@@ -186,8 +193,8 @@ class Knockouts:
         forward = self.forward
         if forward is None:
             raise RuntimeError(
-                "narrowgate: attention ran without its mask function in this forward (was a 4D attention mask "
-                "passed?); interventions need the model to build its own mask from a 2D attention_mask"
+                "narrowgate: attention ran outside a forward of the bound language model; run the whole model "
+                "(model(...) or model.generate(...)) inside the intervention"
             )
         if query.shape[2] != forward.q_length or key.shape[2] != forward.kv_length:
             raise RuntimeError(
@@ -199,7 +206,7 @@ class Knockouts:
         if module.layer_idx not in self.layers or not self.rules:
             return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
         self._check(query, key)
-        chunks = self.on(query.device)
+        chunks = self._built(query.device, attention_mask)
         if len(chunks) == 1:
             return self._chunk_attention(chunks[0], module, query, key, value, **kwargs), None
         # each chunk's rows are written into one output as they come (no list of outputs and their concatenation)
@@ -224,7 +231,7 @@ class Knockouts:
         blocked = None
         if module.layer_idx in self.layers and self.rules:
             self._check(query, key)
-            blocked = self.on(query.device)
+            blocked = self._built(query.device, attention_mask)
         return eager_attention(module, query, key, value, attention_mask, blocked, self.mask_semantics, **kwargs)
 
 
@@ -286,41 +293,20 @@ def _kept_keys_attention(module, query, key, value, chunk: _Chunk, **kwargs) -> 
 
 
 def _fast_attention(module, query, key, value, attention_mask, **kwargs):
-    knockouts = session_for(module.config).knockout
+    knockouts = attention_session(module).knockout
     if knockouts is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     return knockouts.fast_attention(module, query, key, value, attention_mask, **kwargs)
 
 
 def _reference_attention(module, query, key, value, attention_mask, **kwargs):
-    knockouts = session_for(module.config).knockout
+    knockouts = attention_session(module).knockout
     if knockouts is None:  # record_gate / patch_gate alone on a model loaded with eager attention
         return eager_attention(module, query, key, value, attention_mask, **kwargs)
     return knockouts.reference_attention(module, query, key, value, attention_mask, **kwargs)
 
 
-def _bookkeeping_mask(stock):
-    """Wrap a stock mask function: same mask, plus the forward's KV positions for the session."""
-
-    def mask_function(*, batch_size, q_length, kv_length, q_offset=0, kv_offset=0, config=None, device="cpu", **kwargs):
-        mask = stock(
-            batch_size=batch_size,
-            q_length=q_length,
-            kv_length=kv_length,
-            q_offset=q_offset,
-            kv_offset=kv_offset,
-            config=config,
-            device=device,
-            **kwargs,
-        )
-        forward = Forward(batch_size, int(q_offset), q_length, int(kv_offset), kv_length, torch.device(device))
-        session_for(config).begin(forward, mask)
-        return mask
-
-    return mask_function
-
-
 AttentionInterface.register(FAST, _fast_attention)
 AttentionInterface.register(REFERENCE, _reference_attention)
-AttentionMaskInterface.register(FAST, _bookkeeping_mask(sdpa_mask))
-AttentionMaskInterface.register(REFERENCE, _bookkeeping_mask(eager_mask))
+AttentionMaskInterface.register(FAST, sdpa_mask)
+AttentionMaskInterface.register(REFERENCE, eager_mask)

@@ -1,11 +1,14 @@
 """State bound to a model while an intervention is active.
 
 ``generate()`` rejects unknown kwargs and 4D masks, so per-call state cannot travel with the inputs.
-Instead a Session is bound to the language model's config (the object the attention modules and the
-mask function both receive): the mask function, called once per forward of the language model, tells
-the session where the forward's queries and keys sit in the KV cache, every part builds its position
-bookkeeping there once, and the attention function and the decoder-layer hooks only read it.
-Unbinding restores the config's attention implementation and removes every hook.
+Instead a Session is bound to the language model itself, and the caller holds it (``intervene`` and
+``intervene_each`` yield it, as ``session.expand`` for the latter): the session sets itself on every
+attention module of the decoder (``module.narrowgate_session``, which the registered attention functions
+read) and switches the decoder to narrowgate's attention through transformers' public
+``set_attn_implementation``. A forward pre-hook on the decoder reads where the forward's queries and
+keys sit in the KV cache (from the cache it is given, as transformers' mask functions do), every part
+builds its position bookkeeping there once, and the attention functions and the decoder-layer hooks only
+read it. Unbinding restores the attention implementation, removes the hooks and the module attributes.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ REFERENCE = "narrowgate_eager"
 # What each attention implementation a user may load the model with runs under an intervention.
 HONOURED = {"sdpa": FAST, "eager": REFERENCE}
 
-_SESSIONS: dict[int, Session] = {}
+# The attribute of every attention module of a bound decoder that holds its Session.
+ATTRIBUTE = "narrowgate_session"
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,23 @@ class Forward:
     q_length: int
     kv_offset: int
     kv_length: int
-    device: torch.device
+
+    @classmethod
+    def of(cls, args: tuple, kwargs: dict) -> Forward:
+        """The positions of a decoder forward from its inputs and cache, computed as transformers' mask
+        creation computes them (``cache.get_query_offset`` / ``get_mask_sizes`` of the first layer; without a
+        cache: the 2D attention mask's length)."""
+        inputs = kwargs.get("inputs_embeds")
+        if inputs is None:
+            inputs = kwargs.get("input_ids", args[0] if args else None)
+        batch, q_length = inputs.shape[:2]
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        if cache is not None:
+            kv_length, kv_offset = cache.get_mask_sizes(q_length, 0)
+            return cls(batch, int(cache.get_query_offset(0)), q_length, int(kv_offset), int(kv_length))
+        mask = kwargs.get("attention_mask")
+        kv_length = mask.shape[-1] if isinstance(mask, torch.Tensor) and mask.dim() == 2 else q_length
+        return cls(batch, 0, q_length, 0, kv_length)
 
 
 class PerDevice:
@@ -89,9 +109,9 @@ def engine_attention(implementation: str | None) -> str:
 
 def configured_attention(model: torch.nn.Module) -> str:
     """``engine_attention`` of ``model``'s language model as loaded (also while a session is bound)."""
-    config = language_model(model).config
-    session = _SESSIONS.get(id(config))
-    return engine_attention(session.saved_implementation if session else config._attn_implementation_internal)
+    decoder = language_model(model)
+    session = session_of(decoder)
+    return engine_attention(session.saved_implementation if session else decoder.config._attn_implementation)
 
 
 class Session:
@@ -101,68 +121,65 @@ class Session:
     when the model was loaded with eager attention (``default_reference``) or ``intervene`` asks.
 
     knockout: the attention part (at most one; set by ``intervene``), with ``begin(forward, mask)``,
-        ``reference`` and the attention functions' state. edits: hidden-state parts (gate
+        ``reference`` and the attention functions' state; ``begin(forward)`` before every forward. edits: hidden-state parts (gate
         randomisation, patching, recording), each with ``layers``, ``begin(forward)``, ``reset()`` and
         ``edit(layer, hidden) -> hidden``, applied in the order they were bound.
     """
 
     def __init__(self, model: torch.nn.Module):
         decoder = language_model(model)
+        if not hasattr(decoder, "set_attn_implementation"):
+            raise ValueError(f"{type(decoder).__name__}: the language model is not a transformers PreTrainedModel")
+        self.decoder = decoder
         self.config = decoder.config
         self.num_layers = len(decoder.layers)
         self.knockout = None
         self.edits: list = []
         self.forward: Forward | None = None
         self.users = 0
-        self.saved_implementation = self.config._attn_implementation_internal
+        self.saved_implementation = self.config._attn_implementation
         # the path that honours the implementation the model was loaded with (eager: the reference)
         self.default_reference = engine_attention(self.saved_implementation) == REFERENCE
-        self._mask = None
-        self._hooks = [decoder.register_forward_pre_hook(self._reset, with_kwargs=True)]
+        self._attention = [layer.self_attn for layer in decoder.layers]
+        for module in self._attention:
+            setattr(module, ATTRIBUTE, self)
+        self._hooks = [decoder.register_forward_pre_hook(self._begin, with_kwargs=True)]
         self._hooks += [
             layer.register_forward_pre_hook(partial(self._pre_layer, index), with_kwargs=True)
             for index, layer in enumerate(decoder.layers)
         ]
         self.use_reference(self.default_reference)
-        _SESSIONS[id(self.config)] = self
+
+    def _implement(self, implementation: str) -> None:
+        # the decoder alone ("": its own config), not the vision tower or a VQ model inside it
+        self.decoder.set_attn_implementation({"": implementation})
 
     def use_reference(self, reference: bool) -> None:
-        self.config._attn_implementation_internal = REFERENCE if reference else FAST
+        self._implement(REFERENCE if reference else FAST)
 
     def close(self) -> None:
         for hook in self._hooks:
             hook.remove()
-        self.config._attn_implementation_internal = self.saved_implementation
-        del _SESSIONS[id(self.config)]
-
-    def begin(self, forward: Forward, mask) -> None:
-        """Called by the mask function, once per forward, before any layer runs."""
-        self.forward, self._mask = forward, mask
-        if self.knockout is not None:
-            self.knockout.begin(forward, mask)
-        for part in self.edits:
-            part.begin(forward)
+        for module in self._attention:
+            delattr(module, ATTRIBUTE)
+        self._implement(self.saved_implementation)
 
     def require_forward(self) -> Forward:
         if self.forward is None:
             raise RuntimeError(
-                "narrowgate: the language model ran without its mask function (was a 4D attention mask passed?); "
-                "interventions need the model to build its own mask from a 2D attention_mask"
+                "narrowgate: a decoder layer ran outside a forward of the bound language model; "
+                "run the whole model (model(...) or model.generate(...)) inside the intervention"
             )
         return self.forward
 
-    def _reset(self, module, args, kwargs) -> None:
-        """Forget the previous forward's bookkeeping, unless the decoder receives the very mask that the
-        mask function just built (generate() with a static cache builds it before calling the model)."""
-        mask = kwargs.get("attention_mask")
-        masks = mask.values() if isinstance(mask, dict) else (mask,)
-        if self._mask is not None and any(m is self._mask for m in masks):
-            return
-        self.forward = self._mask = None
+    def _begin(self, module, args, kwargs) -> None:
+        """Before every forward of the decoder: where its queries and keys sit; each part builds its
+        bookkeeping for it (lazily, on the devices that ask)."""
+        self.forward = forward = Forward.of(args, kwargs)
         if self.knockout is not None:
-            self.knockout.reset()
+            self.knockout.begin(forward)
         for part in self.edits:
-            part.reset()
+            part.begin(forward)
 
     def _pre_layer(self, index: int, module, args, kwargs):
         parts = [part for part in self.edits if index in part.layers]
@@ -177,22 +194,28 @@ class Session:
         return args, {**kwargs, "hidden_states": hidden}
 
 
-def session_for(config) -> Session:
-    """The session bound to ``config`` (called by the attention and mask functions)."""
-    try:
-        return _SESSIONS[id(config)]
-    except KeyError:
+def session_of(module: torch.nn.Module) -> Session | None:
+    """The session bound to a decoder or one of its attention modules (None when none is)."""
+    if not hasattr(module, ATTRIBUTE) and isinstance(getattr(module, "layers", None), torch.nn.ModuleList):
+        module = module.layers[0].self_attn
+    return getattr(module, ATTRIBUTE, None)
+
+
+def attention_session(module: torch.nn.Module) -> Session:
+    """The session of an attention module that runs narrowgate's attention (the registered functions')."""
+    session = getattr(module, ATTRIBUTE, None)
+    if session is None:
         raise RuntimeError(
             f"the {FAST!r}/{REFERENCE!r} attention implementations only run inside interventions.intervene(), "
             "record_gate() or patch_gate()"
-        ) from None
+        )
+    return session
 
 
 @contextmanager
 def bound(model: torch.nn.Module) -> Iterator[Session]:
     """The model's session, created on first use and closed (model restored) when its last user exits."""
-    config = language_model(model).config
-    session = _SESSIONS.get(id(config)) or Session(model)
+    session = session_of(language_model(model)) or Session(model)
     session.users += 1
     try:
         yield session

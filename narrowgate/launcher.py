@@ -20,8 +20,6 @@ Data parallel: ``torchrun --nproc_per_node N -m narrowgate.launcher --model ... 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import os
 import sys
@@ -29,18 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def apply_filelock_workaround() -> None:
-    """Make ``import filelock._api`` work with filelock >= 4 (its content moved to ``filelock._core``)."""
-    if importlib.util.find_spec("filelock._api") is None and importlib.util.find_spec("filelock._core") is not None:
-        sys.modules["filelock._api"] = importlib.import_module("filelock._core")
-
-
-def tasks_dir() -> str:
-    """The folder of narrowgate's task YAMLs (the installed ``narrowgate_tasks`` package)."""
-    import narrowgate_tasks
-
-    return str(Path(narrowgate_tasks.__file__).parent)
+from narrowgate.core.evaluation import apply_filelock_workaround, plain_error, tasks_dir
 
 
 def include_paths(given: str | list[str] | None) -> list[str]:
@@ -69,19 +56,6 @@ def check_model(name: str, model_args: str | dict | None) -> None:
         raise ValueError(
             f"unknown condition {condition!r} in --model_args; valid conditions: {', '.join(condition_names())}"
         )
-
-
-def plain_error(error: BaseException) -> BaseException:
-    """The error to show: the cause of a tenacity ``RetryError`` (lmms-eval retries dataset loading and
-    would otherwise report ``RetryError[<Future ... raised FileNotFoundError>]``), else ``error``."""
-    from tenacity import RetryError
-
-    while isinstance(error, RetryError):
-        cause = error.__cause__ or error.last_attempt.exception()
-        if cause is None:
-            break
-        error = cause
-    return error
 
 
 def missing_outputs(args: Any, results: dict | None, started: float) -> list[str]:

@@ -15,7 +15,7 @@ from test_wrappers import evaluate, fixture_tasks, raw_response, smoke_task
 from tiny_cases import load
 
 from interventions import find_layouts, intervene, make_condition
-from interventions.session import _SESSIONS
+from interventions.session import language_model, session_of
 from model_wrappers.adapter import NarrowgateAdapter
 
 BASE = "mistral3_vl"
@@ -57,7 +57,7 @@ def test_outputs_equal_the_generic_family(tiny_dir):
             assert text == generic_family(tiny, condition, doc_id, "mask"), f"doc {doc_id} under {condition}"
     assert outputs["image_ablated"] != outputs["baseline"], "the condition changed nothing: the test proves nothing"
     # The wrapper's own model ran, and no intervention outlives a call.
-    assert lm.model is lm.base.model and not _SESSIONS
+    assert lm.model is lm.base.model and session_of(language_model(lm.model)) is None
 
 
 def test_cli(tiny_dir, tmp_path):

@@ -17,7 +17,7 @@ from accelerate.hooks import AlignDevicesHook, add_hook_to_module
 from tiny_cases import CONDITION_CASES, load, same_size_pair
 
 from interventions import CONDITIONS, intervene, make_condition, patch_gate, record_gate
-from interventions.session import language_model, session_for
+from interventions.session import language_model, session_of
 
 META = torch.device("meta")
 CPU = torch.device("cpu")
@@ -65,7 +65,7 @@ def test_every_condition_runs_on_a_split_model(split, family, reference, first):
             condition = make_condition(name, knockout=knockout, k=3)
             with intervene(model, condition, layouts, reference=reference):
                 prefill_and_step(model, inputs)
-                session = session_for(language_model(model).config)
+                session = session_of(language_model(model))
                 knockouts, edits = session.knockout.on, [edit.directions for edit in session.edits]
                 if CONDITIONS[name].edits_gate:
                     # The pre-hooks see the hidden state before accelerate moves it: it is edited where it is.
@@ -84,5 +84,5 @@ def test_patching_on_a_split_model(split):
         assert set(recording.states) == {0, 1}
         with intervene(model, "gate_only", layouts), patch_gate(model, recording, layouts):
             prefill_and_step(model, inputs)
-            session = session_for(language_model(model).config)
+            session = session_of(language_model(model))
             assert set(session.knockout.on.built) == {CPU, META}

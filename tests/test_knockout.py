@@ -8,7 +8,7 @@ import torch
 from tiny_cases import PROMPTS, TINY_CASES, load, same_size_pair
 
 from interventions import CONDITIONS, intervene, make_condition
-from interventions.session import _SESSIONS, language_model, session_for
+from interventions.session import language_model, session_of
 
 FAMILIES = list(TINY_CASES)
 KNOCKOUT_CONDITIONS = [name for name in CONDITIONS if name not in ("baseline", "gate_randomized")]
@@ -145,7 +145,7 @@ def test_mask_without_padding_leaves_cut_keys_out(batch, family, name, per_row):
     condition = make_condition(name, knockout="mask", k=3)
     with torch.no_grad(), intervene(tiny.model, condition, layouts):
         fast = tiny.model(**inputs).logits
-        (chunks,) = session_for(language_model(tiny.model).config).knockout.on.built.values()
+        (chunks,) = session_of(language_model(tiny.model)).knockout.on.built.values()
     # conditions whose queries are "all" (docs/protocol.md §3) cut from the first row on; the others
     # cut only the rows after the gate, a few rows that keep their explicit mask
     queries_all = name in ("gate_ablated", "last_image_ablated", "random_image_ablated")
@@ -212,7 +212,7 @@ def test_model_restored_exactly(batch, family):
             tiny.logits(inputs)
     assert decoder.config._attn_implementation == implementation
     assert [len(m._forward_pre_hooks) + len(m._forward_hooks) for m in tiny.model.modules()] == hooks
-    assert not _SESSIONS
+    assert session_of(language_model(tiny.model)) is None
     assert torch.equal(tiny.logits(inputs), before)
 
 
@@ -231,8 +231,8 @@ def test_mismatched_inputs_are_errors(batch):
     with pytest.raises(ValueError, match="k=99 but image 0 of row 0 has only 64"):
         run(tiny, make_condition("random_image_ablated", k=99), inputs, layouts)
     with pytest.raises(RuntimeError, match="only run inside"):
-        language_model(tiny.model).config._attn_implementation_internal = "narrowgate"
+        language_model(tiny.model).set_attn_implementation({"": "narrowgate"})
         try:
             tiny.logits(inputs)
         finally:
-            language_model(tiny.model).config._attn_implementation_internal = "sdpa"
+            language_model(tiny.model).set_attn_implementation({"": "sdpa"})

@@ -14,6 +14,7 @@ import pytest
 
 from model_wrappers.registry import condition_names, family_names, model_names
 from narrowgate import launcher
+from narrowgate.core.evaluation import plain_error, tasks_dir
 
 
 def builtin_manifests() -> dict:
@@ -61,12 +62,12 @@ def test_tasks_and_models_are_listed(capsys):
     folder = subprocess.run(
         [sys.executable, "-m", "narrowgate_tasks"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert Path(folder) == Path(launcher.tasks_dir()).resolve()
+    assert Path(folder) == Path(tasks_dir()).resolve()
     assert (Path(folder) / "narrowgate_vqav2.yaml").is_file()
 
 
 def test_retried_errors_show_their_cause():
-    """lmms-eval wraps dataset loading in tenacity retries; the launcher reports the cause."""
+    """lmms-eval wraps dataset loading in tenacity retries; the launcher and the grid report the cause."""
     from tenacity import RetryError, retry, stop_after_attempt
 
     @retry(stop=stop_after_attempt(2))
@@ -75,7 +76,7 @@ def test_retried_errors_show_their_cause():
 
     with pytest.raises(RetryError) as error:
         load()
-    shown = launcher.plain_error(error.value)
+    shown = plain_error(error.value)
     assert isinstance(shown, FileNotFoundError) and "/data/x does not exist" in str(shown)
     other = ValueError("not wrapped")
-    assert launcher.plain_error(other) is other
+    assert plain_error(other) is other

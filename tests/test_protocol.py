@@ -9,7 +9,7 @@ from tiny_cases import load, same_size_pair
 
 from interventions import find_layouts, intervene, make_condition, record_gate
 from model_wrappers.registry import model_names
-from narrowgate.launcher import tasks_dir
+from narrowgate.core.evaluation import tasks_dir
 from narrowgate.tiny import TINY_FAMILIES
 from narrowgate_tasks import prompts
 

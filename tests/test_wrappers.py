@@ -26,7 +26,7 @@ import torch
 
 from interventions import CONDITIONS, FAMILIES, family_spec, find_layouts, intervene, make_condition
 from model_wrappers.registry import family_names, model_class, model_names
-from narrowgate.launcher import tasks_dir
+from narrowgate.core.evaluation import tasks_dir
 from narrowgate.tiny import TINY_FAMILIES
 
 SMOKE = "narrowgate_smoke_vqa"

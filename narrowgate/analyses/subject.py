@@ -144,13 +144,6 @@ class Subject:
         return {"family": self.family, "pretrained": self.pretrained, "num_layers": self.num_layers}
 
 
-def condition_from(args) -> Condition | None:
-    """The ``--condition`` (with ``--layers``/``--knockout``) of an analysis command; None for baseline."""
-    if args.condition == "baseline":
-        return None
-    return make_condition(args.condition, layers=args.layers, knockout=args.knockout)
-
-
 def vectors(subject: Subject, images, requests, condition: Condition | None, select: dict[str, Callable[[Groups, int], Sequence[int]]], desc: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """For each name in ``select``: (n, layers, D) float32, the mean of each row's layer outputs at the
     positions ``select[name](groups, example index)`` picks (rows with no such position are NaN)."""

@@ -93,11 +93,11 @@ def training_under(
     if not knockouts:
         yield cut_mass
         return
-    config = language_model(model).config
-    saved = config._attn_implementation_internal
+    decoder = language_model(model)
+    saved = decoder.config._attn_implementation
     AttentionInterface.register(TRAINING_ATTENTION, partial(_attention, knockouts, semantics, cut_mass if collect else None))
-    config._attn_implementation_internal = TRAINING_ATTENTION
+    decoder.set_attn_implementation({"": TRAINING_ATTENTION})
     try:
         yield cut_mass
     finally:
-        config._attn_implementation_internal = saved
+        decoder.set_attn_implementation({"": saved})

@@ -18,7 +18,7 @@ from narrowgate_tasks import shapes
 from .knockout import prefix_knockouts, training_under
 from .model import build, fit_codebook, image_tokens, load, pixel_values_of
 from .recipe import ARCHITECTURE, CAPTION_KIND, FAMILY, ToyRecipe
-from .world import _derived_seed, prompt_text, train_specs
+from .world import derived_seed, prompt_text, train_specs
 
 if TYPE_CHECKING:
     import torch
@@ -252,7 +252,7 @@ def _train(
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    generator = torch.Generator().manual_seed(_derived_seed("order", recipe.seed))
+    generator = torch.Generator().manual_seed(derived_seed("order", recipe.seed))
     order, cursor, first_step = torch.randperm(len(specs), generator=generator), 0, 0
     # the state also names the training tokens, so a state written by other code is never resumed
     identity = {

@@ -27,7 +27,7 @@ def prompt_text(kind: str) -> str:
     return family_spec(FAMILY).placeholder + request + prompts.completion_suffix(request)
 
 
-def _derived_seed(purpose: str, seed: int) -> int:
+def derived_seed(purpose: str, seed: int) -> int:
     """Independent random streams per purpose, so a training seed never replays a test set's stream."""
     return int.from_bytes(
         hashlib.blake2b(f"narrowgate-toy:{purpose}:{seed}".encode(), digest_size=8).digest(), "little"
@@ -49,7 +49,7 @@ def eval_specs(split: str) -> list[shapes.ShapeSpec]:
     if split not in combos:
         raise ValueError(f"unknown evaluation split {split!r}; valid: {', '.join(SPLITS)}")
     return shapes.sample_specs(
-        N_TEST, seed=_derived_seed(f"test-{split}", TEST_SEED), combos=combos[split], jitter=True
+        N_TEST, seed=derived_seed(f"test-{split}", TEST_SEED), combos=combos[split], jitter=True
     )
 
 
@@ -57,7 +57,7 @@ def train_specs(recipe: ToyRecipe) -> list[shapes.ShapeSpec]:
     """Training drawings of ``TRAIN_COMBOS``; drawings identical in pixels to any evaluated image are dropped."""
     evaluated = {_pixels(spec) for split in SPLITS for spec in eval_specs(split)}
     specs = shapes.sample_specs(
-        recipe.n_train_images, seed=_derived_seed("train", recipe.seed), combos=TRAIN_COMBOS, jitter=True
+        recipe.n_train_images, seed=derived_seed("train", recipe.seed), combos=TRAIN_COMBOS, jitter=True
     )
     return [spec for spec in specs if _pixels(spec) not in evaluated]
 
