@@ -184,7 +184,6 @@ class NarrowgateAdapter(lmms):
     ) -> None:
         super().__init__()
         from lmms_eval.models import get_model
-        from PIL import Image
 
         from interventions.generic import check_probe, derive_spec
 
@@ -209,7 +208,7 @@ class NarrowgateAdapter(lmms):
         declared = {"image_token": image_token, "start_token": start_token, "gate_token": gate_token}
         try:
             spec = derive_spec(model.config.model_type, model.config, processor, **declared)
-            spec = check_probe(spec, processor, Image.new("RGB", (224, 224), (128, 128, 128)))
+            spec = check_probe(spec, processor)
         except ValueError as error:
             raise ValueError(f"narrowgate (base={base}): {error}") from error
         num_layers = model.config.get_text_config().num_hidden_layers
