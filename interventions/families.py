@@ -58,7 +58,7 @@ class FamilySpec:
         """The exact text given to the processor: the family's prompt around ``text`` and ``n_images`` images."""
         return self.prompt.format(images=self.placeholder * n_images, text=text)
 
-    def token_ids(self, tokenizer) -> "FamilyIds":
+    def token_ids(self, tokenizer) -> FamilyIds:
         """Resolve the spec's strings to ids with ``tokenizer``; an unknown token is an error."""
 
         def resolve(tokens: tuple[str, ...]) -> tuple[int, ...]:

@@ -15,6 +15,8 @@ conditions' one image span with one gate would not hold.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from .families import FamilySpec
 from .layouts import find_layouts
 
@@ -217,7 +219,7 @@ def check_probe(spec: FamilySpec, processor, sizes: tuple[tuple[int, int], ...] 
         inputs = processor(text=[f"a {placeholder} b"], images=[Image.new("RGB", size, (128, 128, 128))], return_tensors="pt")
         row = inputs["input_ids"][0].tolist()
         runs = image_runs(row, set(ids.image))
-        gaps = [row[a.stop : b.start] for a, b in zip(runs, runs[1:])]
+        gaps = [row[a.stop : b.start] for a, b in pairwise(runs)]
         if len({tuple(gap) for gap in gaps}) > 1:  # one repeated separator (a row break) could be declared instead
             raise tiled_error(spec, size, [processor.tokenizer.convert_ids_to_tokens(gap) for gap in gaps])
         (layout,) = find_layouts(inputs["input_ids"], inputs["attention_mask"], ids)

@@ -23,6 +23,7 @@ from interventions import FamilySpec
 from model_wrappers.base import NarrowgateModel
 from model_wrappers.encoding import Encoder
 
+
 def verified_architectures() -> tuple[str, ...]:
     """The model types narrowgate's invariant tests run on: the declared families' and the tiny auto-family
     architectures (``narrowgate.tiny``; the README's table)."""

@@ -92,7 +92,7 @@ def test_listed_and_unsupported_bases_refused_by_name(capsys):
     from narrowgate import launcher
 
     assert launcher.main(["models"]) == 0
-    assert re.search(r"^  narrowgate  \(any lmms-eval simple model under a condition", capsys.readouterr().out, re.M)
+    assert re.search(r"^  narrowgate  \(any lmms-eval simple model under a condition", capsys.readouterr().out, re.MULTILINE)
     with pytest.raises(ValueError, match=r"base=huggingface is a chat-only lmms-eval model \(lmms_eval\.models\.chat"):
         NarrowgateAdapter(base="huggingface", pretrained="x")
 
