@@ -10,6 +10,7 @@ own generate on the prompt it logged, in process for every architecture and once
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -286,3 +287,32 @@ def test_an_architecture_outside_the_verified_ones_runs_with_a_notice(tmp_path, 
     (line,) = [line for line in capfd.readouterr().err.splitlines() if "verified" in line]
     assert line.startswith("auto: aya_vision is not among the architectures narrowgate has verified (") and "mistral3" in line
     assert lm.spec.start_tokens == ("<|START_OF_IMG|>",)
+
+
+def test_idefics3_is_refused_naming_what_cannot_be_declared(tmp_path):
+    """Idefics3 (SmolVLM): tiles of ``<fake_token_around_image>`` + a row/column tag + ``<image>``xS, then the
+    global image; refused at load with those tags, not sent to declarations (its processor needs num2words)."""
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
+
+    import model_wrappers
+    from narrowgate.tiny.sizes import VIT, text_config
+    from narrowgate.tiny.tokenizer import LLAMA_SPECIAL, word_tokenizer
+
+    tokens = ("<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>")
+    tokenizer = word_tokenizer(LLAMA_SPECIAL, added=tokens, add_bos=True)
+    image_processor = Idefics3ImageProcessor(size={"longest_edge": 32}, max_image_size={"longest_edge": 16})
+    config = Idefics3Config(
+        text_config={"model_type": "llama", **text_config(tokenizer)},
+        vision_config={"image_size": 16, "patch_size": 4, **VIT},
+        scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    folder = tmp_path / "idefics3"
+    Idefics3ForConditionalGeneration(config).save_pretrained(folder)
+    Idefics3Processor(image_processor, tokenizer, image_seq_len=4).save_pretrained(folder)
+    with pytest.raises(ValueError) as refused:
+        model_wrappers.load_model("auto", str(folder))
+    message = str(refused.value)
+    assert re.search(r"idefics3: a 224x224 image becomes 5 runs of image tokens: the processor tiles or splits it", message)
+    assert "('<fake_token_around_image> " in message and "Declare" not in message
+    assert message.endswith("no image_token=, start_token= or gate_token= declaration can join runs whose separators differ, so this model is not supported")
