@@ -160,3 +160,25 @@ def test_wrapper_records_the_attention_it_ran(wrapper):
         results = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=1, log_samples=True, verbosity="ERROR")
         (sample,) = lift_audits(results["samples"][task])
         assert sample["narrowgate"]["attn_implementation"].startswith(f"{implementation}: narrowgate's")
+
+
+def test_instruction_mode_vqav2_asks_the_paper_questions(tmp_path, monkeypatch):
+    """narrowgate_vqav2_instruction: the same 2000 questions as narrowgate_vqav2 (same source, declared for the
+    data check), each asked in instruction mode."""
+    import datasets
+    from lmms_eval.tasks import TaskManager, get_task_dict
+
+    from narrowgate_tasks import sources, utils
+
+    n = utils.VQAV2_VALIDATION_ROWS
+    copy = tmp_path / "data" / "lmms-lab" / "VQAv2" / "validation"
+    questions = {"question_id": list(range(n)), "question": [f"q{i}?" for i in range(n)], "multiple_choice_answer": ["a"] * n}
+    datasets.Dataset.from_dict(questions).save_to_disk(str(copy))
+    monkeypatch.setenv(sources.ENV_VAR, str(tmp_path / "data"))
+    manager = TaskManager("ERROR", include_path=tasks_dir(), include_defaults=False, model_name="chameleon_baseline")
+    tasks = get_task_dict(["narrowgate_vqav2", "narrowgate_vqav2_instruction"], manager)
+    default, instruction = (tasks[name].eval_docs for name in ("narrowgate_vqav2", "narrowgate_vqav2_instruction"))
+    assert list(instruction["question_id"]) == list(default["question_id"]) and len(default) == 2000
+    doc = instruction[0]
+    assert tasks["narrowgate_vqav2_instruction"].doc_to_text(doc) == f"{doc['question']}\n{prompts.ANSWER_FORMAT}"
+    assert tasks["narrowgate_vqav2"].doc_to_text(doc) == prompts.vqa_request(doc["question"]) + " Answer:"
