@@ -17,13 +17,13 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .conditions import CONDITIONS, Condition, Knockout, make_condition
-    from .families import FAMILIES, FamilyIds, FamilySpec, family_spec
-    from .gate import GateRecording, patch_gate, record_gate
-    from .intervene import intervene, intervene_each
-    from .layouts import ImageSpan, Layout, find_layouts
-    from .prefix import generate_each
+if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports them on first use
+    from .conditions import CONDITIONS, Condition, Knockout, make_condition  # noqa: F401
+    from .families import FAMILIES, FamilyIds, FamilySpec, family_spec  # noqa: F401
+    from .gate import GateRecording, patch_gate, record_gate  # noqa: F401
+    from .intervene import intervene, intervene_each  # noqa: F401
+    from .layouts import ImageSpan, Layout, find_layouts  # noqa: F401
+    from .prefix import generate_each  # noqa: F401
 
 # public name -> the module that defines it
 EXPORTS = {
@@ -54,4 +54,4 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
-__all__ = sorted(EXPORTS)
+__all__ = list(EXPORTS)

@@ -30,6 +30,10 @@ class FamilySpec:
         (LLaVA-OneVision's ``<|im_end|>`` closes every chat turn), so one elsewhere is not an error.
     placeholder: what a prompt writes for one image (with the gate, where the prompt supplies it); the
         family's processor expands it into the span.
+    model_type: the ``model_type`` of the family's config.json, checked before any weights load.
+    vision_model_type: the vision tower's ``model_type`` where it tells families of one ``model_type``
+        apart (Pixtral's checkpoints are ``llava`` ones with a ``pixtral`` tower); None: any tower that
+        no other family of the same ``model_type`` claims.
     prompt: the exact text given to the processor, around the task's request (``{text}``) and the
         images' placeholders (``{images}``): the family's documented prompt format.
     processor_kwargs: extra keyword arguments of every processor call, as (name, value) pairs.
@@ -44,6 +48,8 @@ class FamilySpec:
     start_tokens: tuple[str, ...] = ()
     gate_tokens: tuple[str, ...] = ()
     gate_is_text: bool = False
+    model_type: str = ""
+    vision_model_type: str | None = None
     prompt: str = "{images}{text}"
     processor_kwargs: tuple[tuple[str, Any], ...] = ()
     pixels_in_model_dtype: bool = False
@@ -52,7 +58,7 @@ class FamilySpec:
         """The exact text given to the processor: the family's prompt around ``text`` and ``n_images`` images."""
         return self.prompt.format(images=self.placeholder * n_images, text=text)
 
-    def token_ids(self, tokenizer) -> "FamilyIds":
+    def token_ids(self, tokenizer) -> FamilyIds:
         """Resolve the spec's strings to ids with ``tokenizer``; an unknown token is an error."""
 
         def resolve(tokens: tuple[str, ...]) -> tuple[int, ...]:
@@ -96,6 +102,7 @@ FAMILIES: dict[str, FamilySpec] = {
         # expands <image> into <racm3:break> + 1024 image tokens + <eoss> (the gate).
         FamilySpec(
             name="chameleon",
+            model_type="chameleon",
             model_class="ChameleonForConditionalGeneration",
             placeholder="<image>",
             image_tokens=("<image>",),
@@ -108,6 +115,7 @@ FAMILIES: dict[str, FamilySpec] = {
         # <|image start|> h*w<|image token|> + the image rows + <|extra_201|><|image end|>; both end tokens are the gate.
         FamilySpec(
             name="emu3",
+            model_type="emu3",
             model_class="Emu3ForConditionalGeneration",
             placeholder="<image>",
             image_tokens=("<image>",),
@@ -119,6 +127,7 @@ FAMILIES: dict[str, FamilySpec] = {
         # so the gate is the first token after the run (the newline).
         FamilySpec(
             name="llava",
+            model_type="llava",
             model_class="LlavaForConditionalGeneration",
             placeholder="<image>",
             image_tokens=("<image>",),
@@ -130,6 +139,7 @@ FAMILIES: dict[str, FamilySpec] = {
         # image fails instead of moving the gate.
         FamilySpec(
             name="llava_onevision",
+            model_type="llava_onevision",
             model_class="LlavaOnevisionForConditionalGeneration",
             placeholder="<image><|im_end|>",
             image_tokens=("<image>",),
@@ -141,6 +151,8 @@ FAMILIES: dict[str, FamilySpec] = {
         # [IMG] ending in [IMG_BREAK], the last row ending in [IMG_END] (the gate). The tokenizer adds the BOS.
         FamilySpec(
             name="pixtral",
+            model_type="llava",
+            vision_model_type="pixtral",
             model_class="LlavaForConditionalGeneration",
             placeholder="[IMG]",
             image_tokens=("[IMG]", "[IMG_BREAK]"),
@@ -151,6 +163,7 @@ FAMILIES: dict[str, FamilySpec] = {
         # into <begin_of_image> + 576 placeholders + <end_of_image> (the gate).
         FamilySpec(
             name="janus",
+            model_type="janus",
             model_class="JanusForConditionalGeneration",
             placeholder="<image_placeholder>",
             image_tokens=("<image_placeholder>",),
@@ -162,6 +175,7 @@ FAMILIES: dict[str, FamilySpec] = {
         # outputs (image grid, token types for M-RoPE) go to the model unchanged.
         FamilySpec(
             name="qwen2_vl",
+            model_type="qwen2_vl",
             model_class="Qwen2VLForConditionalGeneration",
             placeholder="<|vision_start|><|image_pad|><|vision_end|>",
             image_tokens=("<|image_pad|>",),
@@ -174,6 +188,14 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
     )
 }
+
+
+def families_of(config: dict) -> list[str]:
+    """The declared families a checkpoint's config.json (as a dict) belongs to (usually one, or none)."""
+    vision = (config.get("vision_config") or {}).get("model_type")
+    candidates = [spec for spec in FAMILIES.values() if spec.model_type == config.get("model_type")]
+    exact = [spec.name for spec in candidates if spec.vision_model_type is not None and spec.vision_model_type == vision]
+    return exact or [spec.name for spec in candidates if spec.vision_model_type is None]
 
 
 def family_spec(name: str) -> FamilySpec:

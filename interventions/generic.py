@@ -7,10 +7,15 @@ vision features (``config.image_token_id``), the row-break token a processor wri
 name. The gate is the end-of-image token where the model has one, otherwise the first token after the
 run, as for LLaVA. Anything missing or ambiguous is an error naming the model argument that declares
 it (``image_token=``, ``start_token=``, ``gate_token=``), and ``check_probe`` verifies the derived
-spec on what the processor really writes for an image, so a wrong guess never runs.
+spec on what the processor really writes for square, wide, tall and large images, so a wrong guess
+never runs. A processor that writes one image as several runs with different tags between them
+(tiles: Aya Vision, Idefics3) is refused there: no declaration can make them one span, and the
+conditions' one image span with one gate would not hold.
 """
 
 from __future__ import annotations
+
+from itertools import pairwise
 
 from .families import FamilySpec
 from .layouts import find_layouts
@@ -21,6 +26,7 @@ IMAGE_SOURCES = (("config", "image_token_id"), ("config", "image_token_index"), 
 BREAK_SOURCES = (("processor", "image_break_token"), ("config", "image_break_token_id"))
 START_SOURCES = (
     ("processor", "start_image_token"),
+    ("processor", "start_of_img_token"),  # Aya Vision
     ("processor", "image_start_token"),
     ("processor", "boi_token"),
     ("tokenizer", "boi_token"),
@@ -32,6 +38,7 @@ START_SOURCES = (
 )
 END_SOURCES = (
     ("processor", "end_image_token"),
+    ("processor", "end_of_img_token"),  # Aya Vision
     ("processor", "image_end_token"),
     ("processor", "eoi_token"),
     ("tokenizer", "eoi_token"),
@@ -158,41 +165,90 @@ def derive_spec(
     return spec
 
 
-def check_probe(spec: FamilySpec, processor, image) -> FamilySpec:
-    """Check ``spec`` on the processor's real output for one ``image``; returns it with the placeholder
-    that a prompt must write for one image (the image token alone, or start + image + end where the
-    chat template writes the start and end tokens, as Qwen2-VL's does).
+# The probe images every derived layout is checked on (width, height): square, wide, tall and large, so that
+# a processor that tiles, splits or adds a thumbnail for some shapes or sizes is caught at load time.
+PROBE_SIZES = ((224, 224), (448, 224), (224, 448), (1344, 1008))
 
-    Raises ValueError when the image is not one run of image tokens between its start and gate (tiles
-    with tags between them, a run cut by text, several runs per image).
+
+class TiledImageError(ValueError):
+    """A processor writes one image as several runs of image tokens: not supported, whatever is declared."""
+
+
+def tiled_error(spec: FamilySpec, size: tuple[int, int], between: list[list[str]]) -> TiledImageError:
+    """The refusal of a processor that writes one image as several runs of image tokens, ``between`` them
+    the tokens that differ from gap to gap (tile tags), so no declaration can make them one span."""
+    tags = ", ".join(repr(" ".join(tokens)) for tokens in between[:3]) + (", ..." if len(between) > 3 else "")
+    return TiledImageError(
+        f"{spec.name}: a {size[0]}x{size[1]} image becomes {len(between) + 1} runs of image tokens: the processor "
+        f"tiles or splits it, with different tokens between the runs ({tags}); narrowgate needs each image as one run "
+        "between its start and its gate, and no image_token=, start_token= or gate_token= declaration can join runs "
+        "whose separators differ, so this model is not supported"
+    )
+
+
+def image_runs(row: list[int], image_ids: set[int]) -> list[range]:
+    """The maximal runs of image-token positions in ``row``."""
+    runs: list[range] = []
+    for position, token in enumerate(row):
+        if token not in image_ids:
+            continue
+        if runs and runs[-1].stop == position:
+            runs[-1] = range(runs[-1].start, position + 1)
+        else:
+            runs.append(range(position, position + 1))
+    return runs
+
+
+def check_probe(spec: FamilySpec, processor, sizes: tuple[tuple[int, int], ...] = PROBE_SIZES) -> FamilySpec:
+    """Check ``spec`` on the processor's real output for a grey image of each of ``sizes``; returns it with
+    the placeholder that a prompt must write for one image (the image token alone, or start + image + end
+    where the chat template writes the start and end tokens, as Qwen2-VL's does).
+
+    Raises ValueError when an image is not one run of image tokens between its start and gate: tiles with
+    tags between them or several runs per image (not supported, whatever is declared), a run cut by text,
+    image tokens outside the run (a wrong derivation: the error names the declarations).
     """
     from dataclasses import replace
 
+    from PIL import Image
+
     ids = spec.token_ids(processor.tokenizer)
     image_id = ids.image[0]
+
+    def layout_of(placeholder: str, size: tuple[int, int]):
+        inputs = processor(text=[f"a {placeholder} b"], images=[Image.new("RGB", size, (128, 128, 128))], return_tensors="pt")
+        row = inputs["input_ids"][0].tolist()
+        runs = image_runs(row, set(ids.image))
+        gaps = [row[a.stop : b.start] for a, b in pairwise(runs)]
+        if len({tuple(gap) for gap in gaps}) > 1:  # one repeated separator (a row break) could be declared instead
+            raise tiled_error(spec, size, [processor.tokenizer.convert_ids_to_tokens(gap) for gap in gaps])
+        (layout,) = find_layouts(inputs["input_ids"], inputs["attention_mask"], ids)
+        if len(layout.spans) != 1:
+            raise ValueError(f"one image became {len(layout.spans)} runs of image tokens")
+        outside = [p for p, token in enumerate(row) if token == image_id and p not in layout.spans[0].image]
+        if outside:
+            raise ValueError(f"image tokens at {outside} lie outside the image's run")
+        return layout
+
     candidates = [spec.placeholder]
     if spec.start_tokens or spec.gate_tokens:
         candidates.append("".join(spec.start_tokens) + spec.placeholder + "".join(spec.gate_tokens))
     errors = []
     for placeholder in candidates:
-        inputs = processor(text=[f"a {placeholder} b"], images=[image], return_tensors="pt")
-        row = inputs["input_ids"][0].tolist()
         try:
-            (layout,) = find_layouts(inputs["input_ids"], inputs["attention_mask"], ids)
+            layout_of(placeholder, sizes[0])
+        except TiledImageError:
+            raise
         except ValueError as error:
             errors.append(f"prompt {placeholder!r}: {error}")
             continue
-        spans = layout.spans
-        if len(spans) != 1:
-            errors.append(
-                f"prompt {placeholder!r}: one image became {len(spans)} runs of image tokens (tiles with tags between "
-                "them?); narrowgate needs each image as one run"
-            )
-            continue
-        outside = [p for p, token in enumerate(row) if token == image_id and p not in spans[0].image]
-        if outside:
-            errors.append(f"prompt {placeholder!r}: image tokens at {outside} lie outside the image's run")
-            continue
+        for size in sizes[1:]:
+            try:
+                layout_of(placeholder, size)
+            except TiledImageError:
+                raise
+            except ValueError as error:
+                raise ValueError(f"{spec.name}: a {size[0]}x{size[1]} image: {error}") from error
         return replace(spec, placeholder=placeholder)
     raise ValueError(
         f"{spec.name}: the derived layout (image {spec.image_tokens}, start {spec.start_tokens}, gate "

@@ -8,22 +8,29 @@ derives the image layout from its config and processor as the ``auto`` family do
 every forward outside ``generate``, as loglikelihood makes) computes the layouts from the very
 ``input_ids`` it receives and runs the rest of the call inside ``interventions.intervene``.
 
-A wrapper it cannot see into (an API client, a model that is not a transformers ``PreTrainedModel``)
-is refused by name. Errors raised inside the hooks are re-raised after the wrapper returns, even when
-the wrapper catches them itself, so a condition that could not be applied never runs as baseline.
+A wrapper it cannot see into (an API client, a model that is not a transformers ``PreTrainedModel``
+that generates) and a chat-only base (``huggingface``) are refused by name. Errors raised inside the
+hooks are re-raised after the wrapper returns, even when the wrapper catches them itself, so a
+condition that could not be applied never runs as baseline.
 Per-example random choices (``random_image_ablated``, ``gate_randomized``) are seeded by the prompt's
-token ids, since the wrapper does not tell which document a forward belongs to.
+token ids, since the wrapper does not tell which document a forward belongs to. For the same reason
+each forward row's record (condition, layout, cut edges) is keyed by its prompt; a request gets the one
+record whose prompt holds its text as its ``"narrowgate"`` sample field, or all records of the call
+(``{"unmatched": [...]}``) where that is ambiguous. The derived layout is logged once per run, and the
+first prompt's positions and cut edges once.
 """
 
 from __future__ import annotations
 
+import sys
 from contextlib import ExitStack
 from typing import Any
 
 import torch
 from lmms_eval.api.model import lmms
 
-from interventions import Condition, find_layouts, intervene, make_condition
+from interventions import Condition, Layout, find_layouts, intervene, make_condition
+from model_wrappers.audit import as_ranges, attach, keep_audits_in_sample_files
 from model_wrappers.encoding import NarrowgateInputError
 from model_wrappers.registry import ADAPTER, model_names
 
@@ -44,10 +51,16 @@ def find_model(wrapper: Any, name: str):
     from transformers import PreTrainedModel
 
     candidates = [getattr(wrapper, attribute, None) for attribute in MODEL_ATTRIBUTES] + list(vars(wrapper).values())
-    for candidate in candidates:
-        candidate = _unwrap(candidate)
-        if isinstance(candidate, PreTrainedModel):
+    models = [m for m in map(_unwrap, candidates) if isinstance(m, PreTrainedModel)]
+    for candidate in models:
+        if candidate.can_generate():
             return candidate
+    if models:
+        raise ValueError(
+            f"lmms-eval model {name!r} ({type(wrapper).__module__}.{type(wrapper).__name__}) holds a transformers "
+            f"{type(models[0]).__name__}, which cannot generate (no language-model head); narrowgate runs a condition "
+            "on the model the wrapper generates with"
+        )
     raise ValueError(
         f"lmms-eval model {name!r} ({type(wrapper).__module__}.{type(wrapper).__name__}) holds no transformers "
         f"PreTrainedModel narrowgate can see into (looked at .{', .'.join(MODEL_ATTRIBUTES)} and every attribute); "
@@ -71,9 +84,10 @@ class ConditionHooks:
     """Runs every call of ``model`` under ``condition``: ``generate`` as one intervention whose layouts come
     from its first forward, any other forward as its own. Restores the model on ``remove``."""
 
-    def __init__(self, model, condition: Condition, ids, name: str):
-        self.model, self.condition, self.ids, self.name = model, condition, ids, name
+    def __init__(self, model, condition: Condition, ids, name: str, tokenizer=None):
+        self.model, self.condition, self.ids, self.name, self.tokenizer = model, condition, ids, name, tokenizer
         self.errors: list[Exception] = []
+        self.records: list[dict[str, Any]] = []  # one per row of every intervened forward (see ``record``)
         self._stack: ExitStack | None = None
         self._in_generate = False
         self._generate = model.generate
@@ -118,6 +132,20 @@ class ConditionHooks:
             self.errors.append(error)
             raise
         self._stack = stack
+        self.records.extend(self.record(input_ids, layout) for layout in layouts)
+
+    def record(self, input_ids, layout: Layout) -> dict[str, Any]:
+        """What was cut in one row, keyed by its prompt (the row's text, padding left out): the wrapper does
+        not say which document a forward serves."""
+        ids = input_ids[layout.row, layout.first :].tolist()
+        prompt = self.tokenizer.decode(ids) if self.tokenizer is not None else None
+        return {
+            "model": self.name,
+            "prompt": prompt,
+            "condition": self.condition.to_dict(),
+            "layout": layout.to_dict(),
+            "cut": [{"first_query": c.first_query, "keys": as_ranges(c.keys)} for c in self.condition.knockouts(layout)],
+        }
 
     def _end(self, module, args, output) -> None:
         if not self._in_generate:
@@ -156,7 +184,6 @@ class NarrowgateAdapter(lmms):
     ) -> None:
         super().__init__()
         from lmms_eval.models import get_model
-        from PIL import Image
 
         from interventions.generic import check_probe, derive_spec
 
@@ -168,22 +195,39 @@ class NarrowgateAdapter(lmms):
             )
         self.condition = make_condition(condition, layers=layers, knockout=knockout, k=k, seed=seed)
         self.base_name = base
-        self.base = get_model(base, force_simple=True)(**base_args)
+        base_class = get_model(base, force_simple=True)
+        if not base_class.is_simple:
+            raise ValueError(
+                f"narrowgate: base={base} is a chat-only lmms-eval model ({base_class.__module__}.{base_class.__name__}); "
+                "the adapter runs lmms-eval's simple models that hold a transformers model, e.g. llava_hf, qwen2_5_vl, "
+                "mistral3_vl (`lmms_eval models` lists them)"
+            )
+        self.base = base_class(**base_args)
         model = find_model(self.base, base)
         processor = find_processor(self.base, model, trust_remote_code)
         declared = {"image_token": image_token, "start_token": start_token, "gate_token": gate_token}
         try:
             spec = derive_spec(model.config.model_type, model.config, processor, **declared)
-            spec = check_probe(spec, processor, Image.new("RGB", (224, 224), (128, 128, 128)))
+            spec = check_probe(spec, processor)
         except ValueError as error:
             raise ValueError(f"narrowgate (base={base}): {error}") from error
         num_layers = model.config.get_text_config().num_hidden_layers
         self.condition.layer_indices(num_layers)  # layer spec out of range: fail before evaluating
-        self.hooks = ConditionHooks(
-            model, self.condition, spec.token_ids(processor.tokenizer), f"narrowgate (base={base})"
-        )
+        name = f"narrowgate (base={base})"
+        self.hooks = ConditionHooks(model, self.condition, spec.token_ids(processor.tokenizer), name, processor.tokenizer)
         self.task_dict = self.base.task_dict  # the evaluator fills the adapter's; the wrapper reads its own
         self._rank, self._world_size = self.base.rank, self.base.world_size
+        self._logged_layout = False
+        keep_audits_in_sample_files()
+        self.notice(
+            f"condition {self.condition.to_dict()} on {model.config.model_type}; derived layout: image tokens "
+            f"{spec.image_tokens}, start {spec.start_tokens or 'none'}, gate {spec.gate_tokens or 'the first token after the run'}"
+        )
+
+    def notice(self, message: str) -> None:
+        """One line on stderr from the main process (lmms-eval sets its loguru logger to WARNING on import)."""
+        if self.rank == 0:
+            print(f"{self.hooks.name}: {message}", file=sys.stderr)
 
     @property
     def model_name(self) -> str:
@@ -200,13 +244,27 @@ class NarrowgateAdapter(lmms):
         self.condition = self.hooks.condition = condition
 
     def _call(self, method: str, requests):
+        self.hooks.records = []
         try:
             results = getattr(self.base, method)(requests)
         except Exception:
             self.hooks.raise_errors()  # the cause, when the wrapper failed on a hook's error
             raise
         self.hooks.raise_errors()
+        self._attach(requests, self.hooks.records)
         return results
+
+    def _attach(self, requests, records: list[dict[str, Any]]) -> None:
+        """Each request's audit: the record whose prompt holds the request's text, or, where none or several
+        do, every record of the call (each keyed by its prompt); the first layout is logged once per run."""
+        if records and not self._logged_layout:
+            self._logged_layout = True
+            self.notice(f"first prompt: layout {records[0]['layout']}, cut {records[0]['cut']}")
+        tokenizer = self.hooks.tokenizer
+        for request in requests:
+            text = tokenizer.decode(tokenizer(request.args[0], add_special_tokens=False).input_ids).strip()
+            matches = [record for record in records if text and text in (record["prompt"] or "")]
+            attach(request, matches[0] if len(matches) == 1 else {"unmatched": records})
 
     def generate_until(self, requests):
         return self._call("generate_until", requests)

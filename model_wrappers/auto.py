@@ -5,21 +5,32 @@ The image span and the gate are derived from the checkpoint's config and process
 (``interventions.generic.derive_spec``) and checked on the processor's real output for a probe image
 before anything runs (``check_probe``); a missing or ambiguous token is an error naming the model
 argument that declares it: ``image_token=``, ``start_token=``, ``gate_token=`` (``+`` between several
-gate tokens, ``none`` for no start/end token). The prompt is the processor's chat template with the
+gate tokens, ``none`` for no start/end token). The probes are square, wide, tall and large images: a
+processor that tiles or splits an image into several runs with different tags between them is refused
+here, with the tags (no declaration can make one span of them). An architecture outside the verified
+ones (``verified_architectures``) runs with a one-line notice on stderr. The prompt is the processor's chat template with the
 images and the task's text in one user turn (``ChatTemplateEncoder``); a processor without a chat
 template (a base model) gets the images followed by the text.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from interventions import FamilySpec
 from model_wrappers.base import NarrowgateModel
 from model_wrappers.encoding import Encoder
 
-# The probe the derived layout is checked on: processors resize it to their own size.
-PROBE_SIZE = (224, 224)
+
+def verified_architectures() -> tuple[str, ...]:
+    """The model types narrowgate's invariant tests run on: the declared families' and the tiny auto-family
+    architectures (``narrowgate.tiny``; the README's table)."""
+    from interventions import FAMILIES
+    from narrowgate.tiny import TINY_ARCHITECTURES
+
+    return tuple(dict.fromkeys([*(spec.model_type for spec in FAMILIES.values()), *TINY_ARCHITECTURES]))
 
 
 class ChatTemplateEncoder(Encoder):
@@ -55,7 +66,6 @@ class AutoModel(NarrowgateModel):
         super().__init__(pretrained, **model_args)
 
     def load_spec(self, trust_remote_code: bool) -> FamilySpec:
-        from PIL import Image
         from transformers import AutoConfig, AutoProcessor
 
         from interventions.generic import check_probe, derive_spec
@@ -63,7 +73,14 @@ class AutoModel(NarrowgateModel):
         config = AutoConfig.from_pretrained(self.pretrained, trust_remote_code=trust_remote_code)
         processor = AutoProcessor.from_pretrained(self.pretrained, trust_remote_code=trust_remote_code)
         try:
-            spec = derive_spec(config.model_type, config, processor, **self.declared)
-            return check_probe(spec, processor, Image.new("RGB", PROBE_SIZE, (128, 128, 128)))
+            spec = check_probe(derive_spec(config.model_type, config, processor, **self.declared), processor)
         except ValueError as error:
             raise ValueError(f"{self.model_name} ({self.pretrained}): {error}") from error
+        verified = verified_architectures()
+        if config.model_type not in verified and int(os.environ.get("RANK", "0")) == 0:
+            print(
+                f"{self.model_name}: {config.model_type} is not among the architectures narrowgate has verified "
+                f"({', '.join(verified)}); its derived layout passed the load-time probes only",
+                file=sys.stderr,
+            )
+        return spec

@@ -26,7 +26,7 @@ from interventions import Condition, FamilyIds, FamilySpec, family_spec, make_co
 from model_wrappers.audit import Auditor, attach, keep_audits_in_sample_files
 from model_wrappers.encoding import Encoder
 from model_wrappers.generation import Generator
-from model_wrappers.loading import Checkpoint, load_checkpoint, placement
+from model_wrappers.loading import Checkpoint, check_family, load_checkpoint, placement
 from model_wrappers.loglikelihood import loglikelihoods
 from model_wrappers.together import Together
 
@@ -77,6 +77,8 @@ class NarrowgateModel(lmms):
         self.condition = make_condition(
             condition or self.registered_condition or "baseline", layers=layers, knockout=knockout, k=k, seed=seed
         )
+        if self.spec.model_type:  # a declared family: the checkpoint must be one of its (the auto family derives)
+            check_family(self.model_name, self.spec, self.pretrained, self.condition.name)
         try:
             rows = int(batch_size)
         except ValueError:

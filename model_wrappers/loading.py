@@ -7,6 +7,7 @@ Data parallel runs (``torchrun`` / ``accelerate launch``) put one copy on each p
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 
+from interventions.families import FamilySpec, families_of
 from interventions.session import REFERENCE, configured_attention
 
 DTYPES: dict[str, torch.dtype | str] = {
@@ -48,6 +50,45 @@ def checkpoint_folder(pretrained: str) -> bool:
     if pretrained.startswith(("/", ".", "~")) or pretrained.count("/") > 1 or "\\" in pretrained:
         raise FileNotFoundError(f"pretrained={pretrained}: no checkpoint folder at {path.resolve()}")
     return False
+
+
+def read_config(pretrained: str) -> dict | None:
+    """The checkpoint's config.json as a dict: a local folder's, or a hub id's (only that file is fetched,
+    from the local cache under HF_HUB_OFFLINE=1); None when it cannot be had (loading then says why)."""
+    try:
+        local = checkpoint_folder(pretrained)
+    except OSError:
+        return None
+    if local:
+        path = Path(pretrained).expanduser() / "config.json"
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HFValidationError
+
+        try:
+            path = Path(hf_hub_download(pretrained, "config.json"))
+        except (OSError, HFValidationError, ValueError):
+            return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def check_family(name: str, spec: FamilySpec, pretrained: str, condition: str) -> None:
+    """Refuse, before any weights load, a checkpoint whose config.json belongs to another family: transformers
+    would build the family's class from a foreign config (a default-size model, minutes and tens of GB)."""
+    config = read_config(pretrained)
+    if config is None or families_of(config) == [spec.name]:
+        return
+    found = f"model_type {config.get('model_type')!r}, architectures {config.get('architectures')}"
+    right = families_of(config)
+    use = (
+        f"--model {right[0]}_{condition}"
+        if right
+        else f"--model auto_{condition} (the generic family) if it is an image-text-to-text model"
+    )
+    raise ValueError(f"{name}: pretrained={pretrained} is not a {spec.name} checkpoint (its config.json: {found}); use {use}")
 
 
 @dataclass(frozen=True)

@@ -104,12 +104,13 @@ def missing_outputs(args: Any, results: dict | None, started: float) -> list[str
 def list_models() -> None:
     """narrowgate's lmms-eval models, printed after lmms-eval's own ``models`` listing (which shows only
     its built-ins)."""
-    from model_wrappers.registry import model_names
+    from model_wrappers.registry import ADAPTER, model_names
 
     names = list(model_names())
     print(f"narrowgate models ({len(names)}, simple; <family>_<condition>; see the narrowgate README):\n")
     for name in names:
         print(f"  {name}")
+    print(f"\n  {ADAPTER[0]}  (any lmms-eval simple model under a condition: base=<name>,condition=...; see the README)")
 
 
 def list_tasks(argv: list[str]) -> None:

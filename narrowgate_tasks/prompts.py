@@ -2,7 +2,9 @@
 
 A task supplies the *request*, never a family's prompt format:
 
-- VQA: ``{question}\\nAnswer the question using a single word or phrase.`` (``vqa_request``);
+- VQA: ``{question}\\nAnswer the question using a single word or phrase.`` (``vqa_request``), the
+  default; the ``narrowgate_*_instruction`` tasks give the question and the four-line answer format
+  instead (``vqa_instruction_request``, the authors' instruction mode, docs/protocol.md §4);
 - captioning: ``Provide a one-sentence caption for the provided image.`` (``CAPTION_REQUEST``).
 
 The family's prompt format (``interventions.families``) owns everything around it: where the image
@@ -31,6 +33,14 @@ import yaml
 
 VARIANTS_FILE = Path(__file__).with_name("_prompt_variants_vqa.yaml")
 VQA_INSTRUCTION = "Answer the question using a single word or phrase."
+# The answer-format instruction of the authors' instruction mode (their script's default, docs/protocol.md
+# §4): its four rules, one per line; the narrowgate_*_instruction tasks.
+ANSWER_FORMAT = (
+    "Answer with a single word, a number or a short phrase.\n"
+    "Write numbers as digits.\n"
+    "Answer yes/no questions with Yes or No only.\n"
+    "Never answer that the question cannot be answered."
+)
 CAPTION_REQUEST = "Provide a one-sentence caption for the provided image."
 COMPLETION_CUE = "Answer:"
 
@@ -38,6 +48,11 @@ COMPLETION_CUE = "Answer:"
 def vqa_request(question: str) -> str:
     """The VQA request for one question (the paper's and LLaVA's short-answer instruction)."""
     return f"{question}\n{VQA_INSTRUCTION}"
+
+
+def vqa_instruction_request(question: str) -> str:
+    """The instruction-mode VQA request: the question, then the four-line answer-format instruction."""
+    return f"{question}\n{ANSWER_FORMAT}"
 
 
 def completion_suffix(request: str) -> str:

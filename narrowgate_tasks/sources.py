@@ -70,6 +70,8 @@ FLICKR30K_TEST = Source("nlphuji/flickr30k", "test", data_files="TEST/test/*.par
 TASK_SOURCES: dict[str, tuple[Source, ...]] = {
     "narrowgate_vqav2": (VQAV2_VALIDATION,),
     "narrowgate_vqav2_full": (VQAV2_VALIDATION,),
+    "narrowgate_vqav2_instruction": (VQAV2_VALIDATION,),
+    "narrowgate_vqav2_full_instruction": (VQAV2_VALIDATION,),
     "narrowgate_coco_cap": (COCO_KARPATHY_TEST, COCO2014_VAL_IMAGES),
     "narrowgate_coco_cap_full": (COCO_KARPATHY_TEST, COCO2014_VAL_IMAGES),
     "narrowgate_flickr30k": (FLICKR30K_TEST,),

@@ -123,6 +123,18 @@ def vqav2_full_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     return load_source(VQAV2_VALIDATION)
 
 
+# The *_instruction tasks ask the same questions in the authors' instruction mode (docs/protocol.md §4); each
+# task has its own hook, so that its documents are recorded under its name.
+@documents("narrowgate_vqav2_instruction", "question_id")
+def vqav2_instruction_docs(placeholder: datasets.Dataset) -> datasets.Dataset:
+    return vqav2_docs.__wrapped__(placeholder)
+
+
+@documents("narrowgate_vqav2_full_instruction", "question_id")
+def vqav2_full_instruction_docs(placeholder: datasets.Dataset) -> datasets.Dataset:
+    return vqav2_full_docs.__wrapped__(placeholder)
+
+
 @documents("narrowgate_coco_cap", "image_id")
 def coco_cap_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     return coco_karpathy(first=PAPER_N)
@@ -148,6 +160,11 @@ def smoke_vqa_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     return load_packaged("vqa")
 
 
+@documents("narrowgate_smoke_vqa_instruction", "question_id")
+def smoke_vqa_instruction_docs(placeholder: datasets.Dataset) -> datasets.Dataset:
+    return smoke_vqa_docs.__wrapped__(placeholder)
+
+
 @documents("narrowgate_smoke_caption", "image_id")
 def smoke_caption_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     # The smoke captions share nlphuji/flickr30k's schema, so they take Flickr's path.
@@ -168,6 +185,11 @@ def doc_to_visual(doc: dict) -> list:
 def vqa_doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
     """The VQA request in the model's prompt variant (lmms-eval passes the task's entry for the model)."""
     return prompts.model_request(prompts.vqa_request(doc["question"]), lmms_eval_specific_kwargs)
+
+
+def vqa_instruction_doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    """The instruction-mode VQA request in the model's prompt variant (none of the variants adds a cue)."""
+    return prompts.model_request(prompts.vqa_instruction_request(doc["question"]), lmms_eval_specific_kwargs)
 
 
 def caption_doc_to_text(doc: dict) -> str:

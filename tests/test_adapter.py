@@ -6,6 +6,8 @@ all refused loudly.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from test_auto_family import lmms_eval_cli
@@ -84,3 +86,46 @@ def test_an_error_the_wrapper_swallows_is_raised(tiny_dir, tmp_path):
     lm = adapter(tiny_dir, "gate_ablated")
     with pytest.raises(ValueError, match="needs an image in every row"):
         evaluate(lm, task="ngw_fixture_noimage", include_path=str(fixture_tasks(tmp_path / "tasks")), limit=None)
+
+
+def test_listed_and_unsupported_bases_refused_by_name(capsys):
+    from narrowgate import launcher
+
+    assert launcher.main(["models"]) == 0
+    assert re.search(r"^  narrowgate  \(any lmms-eval simple model under a condition", capsys.readouterr().out, re.MULTILINE)
+    with pytest.raises(ValueError, match=r"base=huggingface is a chat-only lmms-eval model \(lmms_eval\.models\.chat"):
+        NarrowgateAdapter(base="huggingface", pretrained="x")
+
+
+@pytest.mark.parametrize(("base", "tiny"), [("llava_hf", "llava"), ("qwen2_5_vl", "qwen2_5_vl")])
+def test_lmms_eval_hf_wrappers_under_a_condition(tiny_dir, capfd, base, tiny):
+    """lmms-eval's llava_hf and qwen2_5_vl (they need decord) on the CPU: baseline under the adapter is the
+    wrapper alone; image_ablated changes answers; every sample records its prompt, condition and cut edges,
+    and the derived layout is logged once per run."""
+    from lmms_eval.models import get_model
+
+    args = {"pretrained": str(tiny_dir(tiny)), "device": "cpu", "device_map": "cpu"}
+    capfd.readouterr()
+    lm = NarrowgateAdapter(base=base, condition="baseline", **args)
+    runs = {}
+    for condition in ("baseline", "image_ablated"):
+        lm.set_condition(make_condition(condition))
+        runs[condition] = evaluate(lm, limit=LIMIT)
+    logged = capfd.readouterr().err
+    assert logged.count(f"narrowgate (base={base}): condition {{'name': 'baseline'}} on ") == 1
+    assert logged.count("derived layout: image tokens") == logged.count(f"narrowgate (base={base}): first prompt: layout") == 1
+    alone = evaluate(get_model(base, force_simple=True)(**args), limit=LIMIT, model_name=base)
+    answers = {c: {d: raw_response(s) for d, s in samples.items()} for c, samples in runs.items()}
+    assert answers["baseline"] == {d: raw_response(s) for d, s in alone.items()}
+    assert answers["image_ablated"] != answers["baseline"], "the condition changed nothing: the test proves nothing"
+    task = smoke_task()
+    for condition, samples in runs.items():
+        for doc_id, sample in samples.items():
+            record = sample["narrowgate"]
+            assert record["condition"]["name"] == condition
+            question = task.eval_docs[doc_id]["question"].split()[0].lower()
+            assert question in record["prompt"].lower()
+            (span,) = record["layout"]["spans"]
+            cut = {p for edge in record["cut"] for start, stop in edge["keys"] for p in range(start, stop)}
+            whole = {*span["start"], *range(*span["image"]), *span["gate"]}  # image_ablated cuts the whole span
+            assert cut == (set() if condition == "baseline" else whole) and len(whole) > 4

@@ -63,13 +63,12 @@ def test_every_family_is_pinned():
     assert set(PROMPTS) == set(GATES) == set(TINY_FAMILIES)
 
 
-def task_request(model: str | None, question: str = QUESTION) -> str:
-    """The VQA request narrowgate's tasks give lmms-eval model ``model`` (lmms-eval resolves the variant)."""
+def task_request(model: str | None, question: str = QUESTION, task: str = "narrowgate_smoke_vqa") -> str:
+    """The VQA request ``task`` gives lmms-eval model ``model`` (lmms-eval resolves the variant)."""
     from lmms_eval.tasks import TaskManager, get_task_dict
 
     manager = TaskManager("ERROR", include_path=tasks_dir(), include_defaults=False, model_name=model)
-    task = get_task_dict(["narrowgate_smoke_vqa"], manager)["narrowgate_smoke_vqa"]
-    return task.doc_to_text({"question": question})
+    return get_task_dict([task], manager)[task].doc_to_text({"question": question})
 
 
 @pytest.mark.parametrize("family", list(TINY_FAMILIES))
@@ -90,6 +89,18 @@ def test_every_registered_model_gets_its_family_prompt_variant():
         assert prompts.model_variant(name) == prompts.model_variant(family), f"{name}: add it to _prompt_variants_vqa.yaml"
     assert task_request("chameleon_gate_only") == task_request("chameleon") == prompts.vqa_request(QUESTION) + " Answer:"
     assert task_request("llava_gate_only") == task_request(None) == prompts.vqa_request(QUESTION)
+
+
+@pytest.mark.parametrize("family", list(TINY_FAMILIES))
+def test_instruction_mode_for_every_family(wrapper, family):
+    """The authors' second VQA prompt mode: the question and the four-line answer format in the family's
+    prompt, in place of the default request, with no completion cue (Chameleon's included)."""
+    lm = wrapper(family)
+    request = task_request(lm.model_name, task="narrowgate_smoke_vqa_instruction")
+    assert request == f"{QUESTION}\n{prompts.ANSWER_FORMAT}" and len(prompts.ANSWER_FORMAT.splitlines()) == 4
+    default = task_request(lm.model_name)
+    assert default in PROMPTS[family]
+    assert lm.format_prompt(request, 1) == PROMPTS[family].replace(default, request)
 
 
 def test_llava_onevision_gate_is_declared(tiny_dir, images):
@@ -149,3 +160,25 @@ def test_wrapper_records_the_attention_it_ran(wrapper):
         results = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=1, log_samples=True, verbosity="ERROR")
         (sample,) = lift_audits(results["samples"][task])
         assert sample["narrowgate"]["attn_implementation"].startswith(f"{implementation}: narrowgate's")
+
+
+def test_instruction_mode_vqav2_asks_the_paper_questions(tmp_path, monkeypatch):
+    """narrowgate_vqav2_instruction: the same 2000 questions as narrowgate_vqav2 (same source, declared for the
+    data check), each asked in instruction mode."""
+    import datasets
+    from lmms_eval.tasks import TaskManager, get_task_dict
+
+    from narrowgate_tasks import sources, utils
+
+    n = utils.VQAV2_VALIDATION_ROWS
+    copy = tmp_path / "data" / "lmms-lab" / "VQAv2" / "validation"
+    questions = {"question_id": list(range(n)), "question": [f"q{i}?" for i in range(n)], "multiple_choice_answer": ["a"] * n}
+    datasets.Dataset.from_dict(questions).save_to_disk(str(copy))
+    monkeypatch.setenv(sources.ENV_VAR, str(tmp_path / "data"))
+    manager = TaskManager("ERROR", include_path=tasks_dir(), include_defaults=False, model_name="chameleon_baseline")
+    tasks = get_task_dict(["narrowgate_vqav2", "narrowgate_vqav2_instruction"], manager)
+    default, instruction = (tasks[name].eval_docs for name in ("narrowgate_vqav2", "narrowgate_vqav2_instruction"))
+    assert list(instruction["question_id"]) == list(default["question_id"]) and len(default) == 2000
+    doc = instruction[0]
+    assert tasks["narrowgate_vqav2_instruction"].doc_to_text(doc) == f"{doc['question']}\n{prompts.ANSWER_FORMAT}"
+    assert tasks["narrowgate_vqav2"].doc_to_text(doc) == prompts.vqa_request(doc["question"]) + " Answer:"

@@ -24,6 +24,9 @@ TASKS = [
     "narrowgate_flickr30k_full",
     "narrowgate_smoke_vqa",
     "narrowgate_smoke_caption",
+    "narrowgate_vqav2_instruction",
+    "narrowgate_vqav2_full_instruction",
+    "narrowgate_smoke_vqa_instruction",
 ]
 
 

@@ -131,15 +131,18 @@ def assert_equals_engine(engine: Engine, samples: dict[int, dict], condition: st
         )
 
 
-def evaluate(lm, task: str = SMOKE, include_path: str | list[str] | None = None, limit: int | None = LIMIT) -> dict:
-    """In-process lmms-eval run; returns {doc_id: sample} with the audit lifted as in the samples file."""
+def evaluate(
+    lm, task: str = SMOKE, include_path: str | list[str] | None = None, limit: int | None = LIMIT, model_name: str | None = None
+) -> dict:
+    """In-process lmms-eval run of ``lm`` (lmms-eval name ``model_name``, default ``lm.model_name``); returns
+    {doc_id: sample} with the audit lifted as in the samples file."""
     from lmms_eval import evaluator
     from lmms_eval.tasks import TaskManager
 
     from model_wrappers.audit import lift_audits
 
     # the model's prompt variants of the task, as lmms-eval's CLI picks them (by the --model name)
-    manager = TaskManager("ERROR", include_path=include_path or tasks_dir(), include_defaults=False, model_name=lm.model_name)
+    manager = TaskManager("ERROR", include_path=include_path or tasks_dir(), include_defaults=False, model_name=model_name or lm.model_name)
     results = evaluator.simple_evaluate(
         model=lm, tasks=[task], task_manager=manager, limit=limit, log_samples=True, verbosity="ERROR"
     )
@@ -245,6 +248,43 @@ def test_registration_imports_nothing_heavy():
     )
     result = run([sys.executable, "-c", code], cwd=Path.cwd(), timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_wrong_family_fails_before_any_weights_load(tiny_dir, tmp_path, monkeypatch):
+    """A checkpoint of another family is refused from its config.json alone (the folders below hold nothing
+    else, so loading weights would fail differently), naming the right model; for hub ids, from the cache."""
+    import shutil
+
+    import huggingface_hub
+
+    def config_only(family: str):
+        folder = tmp_path / f"{family}-config-only"
+        folder.mkdir()
+        shutil.copy(tiny_dir(family) / "config.json", folder)
+        return folder
+
+    chameleon = config_only("chameleon")
+    with pytest.raises(ValueError, match=r"^llava_gate_ablated: pretrained=\S+ is not a llava checkpoint \(its config\.json: "
+                       r"model_type 'chameleon', architectures \['ChameleonForConditionalGeneration'\]\); use --model chameleon_gate_ablated$"):
+        model_class("llava_gate_ablated")(pretrained=str(chameleon))
+    # Pixtral's checkpoints are llava ones with a pixtral tower: each family refuses the other's
+    with pytest.raises(ValueError, match=r"not a llava checkpoint .* use --model pixtral_baseline$"):
+        model_class("llava")(pretrained=str(config_only("pixtral")))
+    with pytest.raises(ValueError, match=r"not a pixtral checkpoint .* use --model llava_gate_only$"):
+        model_class("pixtral")(pretrained=str(config_only("llava")), condition="gate_only")
+    # no declared family: the generic one
+    with pytest.raises(ValueError, match=r"model_type 'mistral3'.* use --model auto_baseline \(the generic family\)"):
+        model_class("emu3_baseline")(pretrained=str(config_only("mistral3")))
+    # a hub id: only config.json is read, here from the offline cache
+    revision = "0" * 40
+    repo = tmp_path / "hub" / "models--facebook--chameleon-7b"
+    (repo / "snapshots" / revision).mkdir(parents=True)
+    shutil.copy(chameleon / "config.json", repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ValueError, match=r"pretrained=facebook/chameleon-7b is not a janus checkpoint .* use --model chameleon_image_ablated$"):
+        model_class("janus_image_ablated")(pretrained="facebook/chameleon-7b")
 
 
 def test_bad_model_args_fail_before_loading(tmp_path):

@@ -111,11 +111,9 @@ def spec_of(family: str, config, processor) -> FamilySpec:
     """The declared family's spec, or the one the auto family derives for an architecture (probe-checked)."""
     if family in TINY_FAMILIES:
         return family_spec(family)
-    from PIL import Image
-
     from interventions.generic import check_probe, derive_spec
 
-    return check_probe(derive_spec(family, config, processor), processor, Image.new("RGB", (32, 32)))
+    return check_probe(derive_spec(family, config, processor), processor)
 
 
 def load(tiny_dir, family: str, dtype: torch.dtype = torch.float32) -> Tiny:
