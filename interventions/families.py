@@ -1,9 +1,10 @@
-"""Model families: which tokens open an image, fill it, and form its gate, and the prompt around it.
+"""Model families: which tokens open an image, fill it, and form its gate.
 
-This is the one list of the declared families: everything narrowgate knows about one (its transformers
-class, image tokens, prompt format, processor options) is its entry in ``FAMILIES``; the lmms-eval
-model names (``model_wrappers.registry``) and the tiny checkpoints (``narrowgate.tiny.families``, one
-builder named after each family) are derived from it. The ``auto`` family derives a FamilySpec from
+This is the one list of the declared families: what the mechanisms need to know about one (its
+transformers class and config type, its image tokens) is its entry in ``FAMILIES``. Everything else is
+named after it: the family's lmms-eval wrapper (``model_wrappers/<family>.py``: its documented prompt and
+processor options), the registered ``<family>_<condition>`` model names (``model_wrappers.registry``) and
+the tiny checkpoints (``narrowgate.tiny.families``, one builder named after each family). The ``auto`` family derives a FamilySpec from
 any checkpoint instead (``interventions.generic``).
 
 A family is described by token *strings* (as the family's processor writes them into the prompt);
@@ -14,7 +15,6 @@ checkpoint revisions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,6 @@ class FamilySpec:
     vision_model_type: the vision tower's ``model_type`` where it tells families of one ``model_type``
         apart (Pixtral's checkpoints are ``llava`` ones with a ``pixtral`` tower); None: any tower that
         no other family of the same ``model_type`` claims.
-    prompt: the exact text given to the processor, around the task's request (``{text}``) and the
-        images' placeholders (``{images}``): the family's documented prompt format.
-    processor_kwargs: extra keyword arguments of every processor call, as (name, value) pairs.
-    pixels_in_model_dtype: cast the processor's pixel values to the model's dtype (Chameleon's processor
-        returns float32 pixels that the model does not cast itself).
     """
 
     name: str
@@ -50,14 +45,6 @@ class FamilySpec:
     gate_is_text: bool = False
     model_type: str = ""
     vision_model_type: str | None = None
-    prompt: str = "{images}{text}"
-    processor_kwargs: tuple[tuple[str, Any], ...] = ()
-    pixels_in_model_dtype: bool = False
-
-    def format_prompt(self, text: str, n_images: int) -> str:
-        """The exact text given to the processor: the family's prompt around ``text`` and ``n_images`` images."""
-        return self.prompt.format(images=self.placeholder * n_images, text=text)
-
     def token_ids(self, tokenizer) -> FamilyIds:
         """Resolve the spec's strings to ids with ``tokenizer``; an unknown token is an error."""
 
@@ -96,10 +83,8 @@ class FamilyIds:
 FAMILIES: dict[str, FamilySpec] = {
     spec.name: spec
     for spec in (
-        # facebook/chameleon-7b, -30b, in the paper's text-completion mode: no chat template, the processor's
-        # return_for_text_completion (no trailing sep token); the answer cue " Answer:" after a short-answer
-        # request is the task's per-model prompt variant (narrowgate_tasks/_template_vqa.yaml). The processor
-        # expands <image> into <racm3:break> + 1024 image tokens + <eoss> (the gate).
+        # facebook/chameleon-7b, -30b: the processor expands <image> into <racm3:break> + 1024 image tokens +
+        # <eoss> (the gate).
         FamilySpec(
             name="chameleon",
             model_type="chameleon",
@@ -108,10 +93,8 @@ FAMILIES: dict[str, FamilySpec] = {
             image_tokens=("<image>",),
             start_tokens=("<racm3:break>",),
             gate_tokens=("<eoss>",),
-            processor_kwargs=(("return_for_text_completion", True),),
-            pixels_in_model_dtype=True,
         ),
-        # BAAI/Emu3-Chat-hf: the understanding prompt of Emu3's own processor. <image> expands into
+        # BAAI/Emu3-Chat-hf: <image> expands into
         # <|image start|> h*w<|image token|> + the image rows + <|extra_201|><|image end|>; both end tokens are the gate.
         FamilySpec(
             name="emu3",
@@ -121,22 +104,19 @@ FAMILIES: dict[str, FamilySpec] = {
             image_tokens=("<image>",),
             start_tokens=("<|image start|>",),
             gate_tokens=("<|extra_201|>", "<|image end|>"),
-            prompt="You are a helpful assistant. USER: {images}{text} ASSISTANT:",
         ),
-        # llava-hf/llava-1.5-7b-hf, its documented prompt: a run of <image> tokens with no end-of-image token,
-        # so the gate is the first token after the run (the newline).
+        # llava-hf/llava-1.5-7b-hf: a run of <image> tokens with no end-of-image token, so the gate is the
+        # first token after the run.
         FamilySpec(
             name="llava",
             model_type="llava",
             model_class="LlavaForConditionalGeneration",
             placeholder="<image>",
             image_tokens=("<image>",),
-            prompt="USER: {images}\n{text} ASSISTANT:",
         ),
-        # llava-hf/llava-onevision-qwen2-7b-ov-hf, ChatML. No end-of-image token: the authors gave the image its
-        # own chat turn, so the turn's <|im_end|> follows the run and is the gate (docs/protocol.md §2); the
-        # question follows in the next user turn. Declared, so that a prompt that puts anything else after the
-        # image fails instead of moving the gate.
+        # llava-hf/llava-onevision-qwen2-7b-ov-hf: no end-of-image token; the authors gave the image its own
+        # chat turn, so the turn's <|im_end|> follows the run and is the gate (docs/protocol.md §2). Declared,
+        # so that a prompt that puts anything else after the image fails instead of moving the gate.
         FamilySpec(
             name="llava_onevision",
             model_type="llava_onevision",
@@ -145,10 +125,9 @@ FAMILIES: dict[str, FamilySpec] = {
             image_tokens=("<image>",),
             gate_tokens=("<|im_end|>",),
             gate_is_text=True,
-            prompt="<|im_start|>user {images}\n<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n",
         ),
-        # mistral-community/pixtral-12b, the Mistral instruction format, image first: [IMG] expands into rows of
-        # [IMG] ending in [IMG_BREAK], the last row ending in [IMG_END] (the gate). The tokenizer adds the BOS.
+        # mistral-community/pixtral-12b: [IMG] expands into rows of [IMG] ending in [IMG_BREAK], the last row
+        # ending in [IMG_END] (the gate).
         FamilySpec(
             name="pixtral",
             model_type="llava",
@@ -157,10 +136,9 @@ FAMILIES: dict[str, FamilySpec] = {
             placeholder="[IMG]",
             image_tokens=("[IMG]", "[IMG_BREAK]"),
             gate_tokens=("[IMG_END]",),
-            prompt="[INST]{images}\n{text}[/INST]",
         ),
-        # deepseek-community/Janus-Pro-1B, the documented DeepSeek conversation format: the placeholder expands
-        # into <begin_of_image> + 576 placeholders + <end_of_image> (the gate).
+        # deepseek-community/Janus-Pro-1B: the placeholder expands into <begin_of_image> + 576 placeholders +
+        # <end_of_image> (the gate).
         FamilySpec(
             name="janus",
             model_type="janus",
@@ -169,10 +147,8 @@ FAMILIES: dict[str, FamilySpec] = {
             image_tokens=("<image_placeholder>",),
             start_tokens=("<begin_of_image>",),
             gate_tokens=("<end_of_image>",),
-            prompt="<|User|>: {images}\n{text}\n\n<|Assistant|>:",
         ),
-        # Qwen/Qwen2-VL-7B-Instruct, its ChatML template with the default system prompt; the processor's extra
-        # outputs (image grid, token types for M-RoPE) go to the model unchanged.
+        # Qwen/Qwen2-VL-7B-Instruct: <|vision_start|> + <|image_pad|> x N + <|vision_end|> (the gate).
         FamilySpec(
             name="qwen2_vl",
             model_type="qwen2_vl",
@@ -181,10 +157,6 @@ FAMILIES: dict[str, FamilySpec] = {
             image_tokens=("<|image_pad|>",),
             start_tokens=("<|vision_start|>",),
             gate_tokens=("<|vision_end|>",),
-            prompt=(
-                "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-                "<|im_start|>user\n{images}{text}<|im_end|>\n<|im_start|>assistant\n"
-            ),
         ),
     )
 }

@@ -7,8 +7,9 @@ images, the family's prompt, the processor call and the layouts of the images an
 ``loglikelihood``; every request gets an audit record (``audit``): the exact prompt given to the
 processor, the condition with its layers and knockout semantics, the image/gate positions and the
 attention edges that were cut. It is the ``"narrowgate"`` field of each sample in
-``<date>_samples_<task>.jsonl``. What differs between families is data (``interventions.families``);
-the ``auto`` family derives it (``model_wrappers.auto``).
+``<date>_samples_<task>.jsonl``. What differs between families is declared: the image tokens in
+``interventions.families``, the prompt in the family's own file here (``chameleon.py``, ...); the ``auto``
+family derives both (``auto.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from lmms_eval.api.model import lmms
 
 from interventions import Condition, FamilyIds, FamilySpec, family_spec, make_condition
 from model_wrappers.audit import Auditor, attach, keep_audits_in_sample_files
-from model_wrappers.encoding import Encoder
+from model_wrappers.encoding import Encoder, PromptFormat
 from model_wrappers.generation import Generator
 from model_wrappers.loading import Checkpoint, check_family, load_checkpoint, placement
 from model_wrappers.loglikelihood import loglikelihoods
@@ -47,6 +48,7 @@ class NarrowgateModel(lmms):
     family: ClassVar[str]
     registered_condition: ClassVar[str | None] = None
     encoder_class: ClassVar[type[Encoder]] = Encoder
+    prompt_format: ClassVar[PromptFormat] = PromptFormat()
 
     def __init__(
         self,
@@ -97,7 +99,7 @@ class NarrowgateModel(lmms):
             attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code,
         )
-        self.encoder = self.encoder_class(self.spec, self.checkpoint)
+        self.encoder = self.encoder_class(self.spec, self.checkpoint, self.prompt_format)
         self.num_layers = self.checkpoint.num_layers
         self.condition.layer_indices(self.num_layers)  # layer spec out of range: fail before evaluating
         self.auditor = Auditor(self.model_name, self.pretrained, self.num_layers, self.checkpoint.attention)

@@ -6,6 +6,7 @@ against the images given.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from lmms_eval.api.instance import Instance
@@ -38,21 +39,38 @@ def request_images(request: Instance, task_dict: dict, running: str) -> tuple[st
     return where, key, visuals
 
 
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a family's wrapper asks its processor (each family's file in ``model_wrappers`` declares one).
+
+    template: the exact text given to the processor, around the task's request (``{text}``) and the
+        images' placeholders (``{images}``): the family's documented prompt format.
+    processor_kwargs: extra keyword arguments of every processor call, as (name, value) pairs.
+    pixels_in_model_dtype: cast the processor's pixel values to the model's dtype (Chameleon's processor
+        returns float32 pixels that the model does not cast itself).
+    """
+
+    template: str = "{images}{text}"
+    processor_kwargs: tuple[tuple[str, Any], ...] = ()
+    pixels_in_model_dtype: bool = False
+
+
 class Encoder:
     """A family's prompts and processor on one loaded checkpoint (``model_wrappers.loading.Checkpoint``)."""
 
-    def __init__(self, spec: FamilySpec, checkpoint) -> None:
+    def __init__(self, spec: FamilySpec, checkpoint, prompt_format: PromptFormat) -> None:
         self.spec = spec
+        self.prompt_format = prompt_format
         self.processor = checkpoint.processor
         self.tokenizer = checkpoint.tokenizer
         self.ids = spec.token_ids(self.tokenizer)
         self.device = checkpoint.device
         self.dtype = checkpoint.model.dtype
-        self.processor_kwargs = dict(spec.processor_kwargs)
+        self.processor_kwargs = dict(prompt_format.processor_kwargs)
 
     def format_prompt(self, text: str, n_images: int) -> str:
         """The exact text given to the processor: the family's prompt around the task's text."""
-        return self.spec.format_prompt(text, n_images)
+        return self.prompt_format.template.format(images=self.spec.placeholder * n_images, text=text)
 
     def encode(
         self, prompts: list[str], visuals: list[list], wheres: list[str], keys: list[str]
@@ -66,7 +84,7 @@ class Encoder:
         images = [image for row in visuals for image in row]
         inputs = self.processor(text=prompts, images=images, padding=True, return_tensors="pt", **self.processor_kwargs)
         inputs = {name: value.to(self.device) for name, value in inputs.items()}
-        if self.spec.pixels_in_model_dtype:
+        if self.prompt_format.pixels_in_model_dtype:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         layouts = []
         for row, where in enumerate(wheres):

@@ -13,13 +13,16 @@ registry; an exception there silently drops every later entry point, so this mod
 modules it reads the names from (``interventions.families``, ``interventions.conditions``) import
 nothing heavy (no torch, no transformers).
 
-Each name resolves to a class attribute of this module (``model_wrappers.registry.chameleon_gate_ablated``),
-built on first access: a subclass of the family's wrapper with the condition fixed, so that a
-``condition=`` model argument contradicting the name can be refused.
+Each family's wrapper is the one class of its own file, ``model_wrappers/<family>.py`` (``auto.py`` for
+the generic family). Each name resolves to a class attribute of this module
+(``model_wrappers.registry.chameleon_gate_ablated``), built on first access: a subclass of the family's
+wrapper with the condition fixed, so that a ``condition=`` model argument contradicting the name can be
+refused.
 """
 
 from __future__ import annotations
 
+import importlib
 from functools import cache
 from typing import Any
 
@@ -75,13 +78,16 @@ def model_class(name: str) -> type:
         raise ValueError(unknown_model_message(name))
     if condition is not None:
         return type(name, (model_class(family),), {"registered_condition": condition, "__module__": __name__})
-    if family == AUTO:
-        from model_wrappers.auto import AutoModel
+    return family_wrapper(family)
 
-        return AutoModel
-    from model_wrappers.base import NarrowgateModel
 
-    return type(name, (NarrowgateModel,), {"family": family, "__module__": __name__})
+def family_wrapper(family: str) -> type:
+    """The wrapper class declared in ``model_wrappers/<family>.py``: the one class there whose ``family`` is it."""
+    module = importlib.import_module(f"{__package__}.{family}")
+    found = [v for v in vars(module).values() if isinstance(v, type) and getattr(v, "family", None) == family]
+    if len(found) != 1:
+        raise RuntimeError(f"model_wrappers/{family}.py must declare exactly one class with family = {family!r}")
+    return found[0]
 
 
 def manifests() -> list:

@@ -80,7 +80,7 @@ class Engine:
         self.model = getattr(transformers, spec.model_class).from_pretrained(pretrained, dtype=torch.float32).eval()
         self.processor = transformers.AutoProcessor.from_pretrained(pretrained)
         self.ids = spec.token_ids(self.processor.tokenizer)
-        self.processor_kwargs = dict(spec.processor_kwargs)
+        self.processor_kwargs = dict(model_class(family).prompt_format.processor_kwargs)
 
     def generate(self, audit: dict, images: list, max_new_tokens: int) -> str:
         inputs = self.processor(text=[audit["prompt"]], images=images, return_tensors="pt", **self.processor_kwargs)
