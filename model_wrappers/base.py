@@ -106,6 +106,8 @@ class NarrowgateModel(lmms):
         knockout: str = "zero",
         k: int = 10,
         seed: int = 0,
+        cut: str | None = None,
+        heads: str | int | None = None,
         device: str | None = None,
         dtype: str | None = None,
         device_map: str | None = None,
@@ -118,7 +120,8 @@ class NarrowgateModel(lmms):
         if unknown:
             raise ValueError(
                 f"{self.model_name}: unknown model_args {', '.join(sorted(unknown))}; valid: pretrained, condition, "
-                "layers, knockout, k, seed, device, dtype, device_map, attn_implementation, batch_size, trust_remote_code"
+                "layers, knockout, k, seed, cut, heads, device, dtype, device_map, attn_implementation, batch_size, "
+                "trust_remote_code"
             )
         if self.registered_condition is not None and condition not in (None, self.registered_condition):
             raise ValueError(
@@ -128,7 +131,8 @@ class NarrowgateModel(lmms):
         self.pretrained = str(pretrained)
         self.spec = self.load_spec(trust_remote_code)
         self.condition = make_condition(
-            condition or self.registered_condition or "baseline", layers=layers, knockout=knockout, k=k, seed=seed
+            condition or self.registered_condition or "baseline",
+            layers=layers, knockout=knockout, k=k, seed=seed, cut=cut, heads=heads,
         )
         try:
             self.batch_size = int(batch_size)
@@ -190,6 +194,7 @@ class NarrowgateModel(lmms):
         # eager runs the post-softmax reference, sdpa the fast path; anything else fails here, not at the first sample
         self.attention = configured_attention(self._model)
         self.condition.layer_indices(self.num_layers)  # layer spec out of range: fail before evaluating
+        self.condition.head_indices(self._model.config.get_text_config().num_attention_heads)
         self._warned: set[str] = set()
         self._together: Together | None = None  # conditions_together()
         keep_audits_in_sample_files()
