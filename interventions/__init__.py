@@ -4,31 +4,54 @@ families: which tokens form an image and its gate. layouts: where they sit in a 
 named, documented experiments. knockout + intervene: the attention-edge mechanism bound to a model. prefix: several conditions
 generated side by side with their shared prefix prefilled once.
 gate: randomisation, recording and patching of the gate's hidden state.
+
+The names below are imported on first use, so that ``interventions.families`` and
+``interventions.conditions`` can be read without torch (lmms-eval's model registry lists the
+``<family>_<condition>`` names from them at start-up).
 """
 
-from .conditions import CONDITIONS, Condition, Knockout, make_condition
-from .families import FAMILIES, FamilyIds, FamilySpec, family_spec
-from .gate import GateRecording, patch_gate, record_gate
-from .intervene import intervene, intervene_each
-from .layouts import ImageSpan, Layout, find_layouts
-from .prefix import generate_each
+from __future__ import annotations
 
-__all__ = [
-    "CONDITIONS",
-    "FAMILIES",
-    "Condition",
-    "FamilyIds",
-    "FamilySpec",
-    "GateRecording",
-    "ImageSpan",
-    "Knockout",
-    "Layout",
-    "family_spec",
-    "find_layouts",
-    "generate_each",
-    "intervene",
-    "intervene_each",
-    "make_condition",
-    "patch_gate",
-    "record_gate",
-]
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .conditions import CONDITIONS, Condition, Knockout, make_condition
+    from .families import FAMILIES, FamilyIds, FamilySpec, family_spec
+    from .gate import GateRecording, patch_gate, record_gate
+    from .intervene import intervene, intervene_each
+    from .layouts import ImageSpan, Layout, find_layouts
+    from .prefix import generate_each
+
+# public name -> the module that defines it
+EXPORTS = {
+    **dict.fromkeys(("CONDITIONS", "Condition", "Knockout", "make_condition"), "conditions"),
+    **dict.fromkeys(("FAMILIES", "FamilyIds", "FamilySpec", "family_spec"), "families"),
+    **dict.fromkeys(("GateRecording", "patch_gate", "record_gate"), "gate"),
+    **dict.fromkeys(("intervene", "intervene_each"), "intervene"),
+    **dict.fromkeys(("ImageSpan", "Layout", "find_layouts"), "layouts"),
+    "generate_each": "prefix",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{EXPORTS[name]}", __name__), name)
+
+
+class _Package(types.ModuleType):
+    """Keeps ``interventions.intervene`` the function: importing the submodule of the same name binds the
+    module to the package's attribute, which an eager ``from .intervene import intervene`` used to undo."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not (name in EXPORTS and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+__all__ = sorted(EXPORTS)

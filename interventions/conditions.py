@@ -15,9 +15,12 @@ import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
-from .layouts import Layout
 from .roles import canonical_cut, flow_cuts
+
+if TYPE_CHECKING:  # annotations only: this module is read without torch (model_wrappers.registry)
+    from .layouts import Layout
 
 KNOCKOUTS = ("zero", "mask")
 SEPARATOR = "+"  # between the items of a layer list: survives lmms-eval's comma-split --model_args

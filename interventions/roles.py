@@ -15,7 +15,10 @@ read), so SRC cannot be ``generated``, ``text`` or ``*``.
 
 from __future__ import annotations
 
-from .layouts import Layout
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: read without torch, as interventions.conditions is
+    from .layouts import Layout
 
 EDGE, JOIN = ">", "+"  # "+" joins edges: it survives lmms-eval's comma-split --model_args
 PROMPT_ROLES = ("image", "last_image", "image_start", "gate", "question", "last", "prefix")

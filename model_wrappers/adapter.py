@@ -24,7 +24,8 @@ import torch
 from lmms_eval.api.model import lmms
 
 from interventions import Condition, find_layouts, intervene, make_condition
-from model_wrappers.base import NarrowgateInputError
+from model_wrappers.encoding import NarrowgateInputError
+from model_wrappers.registry import ADAPTER, model_names
 
 # Attributes of an lmms-eval wrapper that hold its transformers model or processor, looked at first.
 MODEL_ATTRIBUTES = ("model", "_model")
@@ -158,7 +159,6 @@ class NarrowgateAdapter(lmms):
         from PIL import Image
 
         from interventions.generic import check_probe, derive_spec
-        from model_wrappers.registry import ADAPTER, model_names
 
         if not base:
             raise ValueError("narrowgate: give the lmms-eval model to run as base=<name>, e.g. base=mistral3_vl")
@@ -184,6 +184,11 @@ class NarrowgateAdapter(lmms):
         )
         self.task_dict = self.base.task_dict  # the evaluator fills the adapter's; the wrapper reads its own
         self._rank, self._world_size = self.base.rank, self.base.world_size
+
+    @property
+    def model_name(self) -> str:
+        """The lmms-eval name it runs under (``--model narrowgate``)."""
+        return ADAPTER[0]
 
     @property
     def model(self):

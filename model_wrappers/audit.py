@@ -11,8 +11,10 @@ requests (multiple choice). Samples of other models are written unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from interventions import Condition, Layout
 from interventions.session import FAST, REFERENCE
 
 AUDIT_KEY = "narrowgate"
@@ -27,6 +29,34 @@ ATTENTION = {
     FAST: "sdpa: narrowgate's fast path (SDPA; zero = the cut keys' values removed from the affected rows, exact)",
     REFERENCE: "eager: narrowgate's post-softmax reference (probabilities edited after the softmax, the authors' method)",
 }
+
+
+@dataclass(frozen=True)
+class Auditor:
+    """Writes the audit records of one loaded model: its lmms-eval name, checkpoint, number of decoder
+    layers and attention path (``model_wrappers.loading.Checkpoint.attention``)."""
+
+    model: str
+    pretrained: str
+    num_layers: int
+    attention: str
+
+    def record(self, prompt: str, layout: Layout, condition: Condition) -> dict[str, Any]:
+        """The audit of one request: the exact prompt, the condition with what it reads, the layout, the cut edges."""
+        reads = condition.definition.options
+        return {
+            "model": self.model,
+            "pretrained": self.pretrained,
+            "prompt": prompt,
+            "condition": condition.to_dict(),
+            "description": condition.definition.doc,
+            "layers": list(condition.layer_indices(self.num_layers)) if "layers" in reads else None,
+            "knockout": KNOCKOUT_SEMANTICS[condition.knockout] if "knockout" in reads else None,
+            "attn_implementation": ATTENTION[self.attention],
+            "layout": layout.to_dict(),
+            # the attention edges cut: queries at positions >= first_query do not read these keys
+            "cut": [{"first_query": cut.first_query, "keys": as_ranges(cut.keys)} for cut in condition.knockouts(layout)],
+        }
 
 
 def attach(request: Any, audit: dict[str, Any]) -> None:

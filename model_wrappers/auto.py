@@ -6,8 +6,8 @@ The image span and the gate are derived from the checkpoint's config and process
 before anything runs (``check_probe``); a missing or ambiguous token is an error naming the model
 argument that declares it: ``image_token=``, ``start_token=``, ``gate_token=`` (``+`` between several
 gate tokens, ``none`` for no start/end token). The prompt is the processor's chat template with the
-images and the task's text in one user turn; a processor without a chat template (a base model) gets
-the images followed by the text.
+images and the task's text in one user turn (``ChatTemplateEncoder``); a processor without a chat
+template (a base model) gets the images followed by the text.
 """
 
 from __future__ import annotations
@@ -16,13 +16,32 @@ from typing import Any
 
 from interventions import FamilySpec
 from model_wrappers.base import NarrowgateModel
+from model_wrappers.encoding import Encoder
 
 # The probe the derived layout is checked on: processors resize it to their own size.
 PROBE_SIZE = (224, 224)
 
 
+class ChatTemplateEncoder(Encoder):
+    """Prompts from the processor's chat template: the images, then the task's text, in one user turn."""
+
+    def format_prompt(self, text: str, n_images: int) -> str:
+        if not getattr(self.processor, "chat_template", None):
+            return self.spec.placeholder * n_images + text
+        content = [{"type": "image"}] * n_images + [{"type": "text", "text": text}]
+        prompt = self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
+        # Templates write the BOS token that the tokenizer adds again when the processor encodes the text.
+        bos = self.tokenizer.bos_token
+        if bos and prompt.startswith(bos) and self.tokenizer("a").input_ids[:1] == [self.tokenizer.bos_token_id]:
+            prompt = prompt[len(bos) :]
+        return prompt
+
+
 class AutoModel(NarrowgateModel):
     family = "auto"
+    encoder_class = ChatTemplateEncoder
 
     def __init__(
         self,
@@ -48,16 +67,3 @@ class AutoModel(NarrowgateModel):
             return check_probe(spec, processor, Image.new("RGB", PROBE_SIZE, (128, 128, 128)))
         except ValueError as error:
             raise ValueError(f"{self.model_name} ({self.pretrained}): {error}") from error
-
-    def format_prompt(self, text: str, n_images: int) -> str:
-        if not getattr(self.processor, "chat_template", None):
-            return self.spec.placeholder * n_images + text
-        content = [{"type": "image"}] * n_images + [{"type": "text", "text": text}]
-        prompt = self.processor.apply_chat_template(
-            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-        )
-        # Templates write the BOS token that the tokenizer adds again when the processor encodes the text.
-        bos = self.tokenizer.bos_token
-        if bos and prompt.startswith(bos) and self.tokenizer("a").input_ids[:1] == [self.tokenizer.bos_token_id]:
-            prompt = prompt[len(bos) :]
-        return prompt

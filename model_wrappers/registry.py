@@ -1,4 +1,6 @@
-"""Model names for lmms-eval: ``<family>_<condition>`` for every family and condition.
+"""Model names for lmms-eval: ``<family>_<condition>`` for every family and condition, derived from
+``interventions.FAMILIES`` (plus the generic ``auto`` family) and ``interventions.CONDITIONS``, so a
+new family or condition registers itself.
 
 A bare family name is not registered: ``llava``, ``llava_onevision`` and ``qwen2_vl`` are lmms-eval
 built-ins, and an entry point overwrites a built-in of the same name, so a plugin must only add names
@@ -7,9 +9,9 @@ The baseline is ``<family>_baseline``. From Python, ``model_class(family)`` is t
 whose condition ``condition=`` chooses (``model_wrappers.load_model``; the grid switches conditions on it).
 
 lmms-eval loads ``manifests`` through the ``lmms_eval.models`` entry point while it imports its model
-registry; an exception there silently drops every later entry point, so this module imports nothing
-heavy at import time (no torch, no interventions). The names it needs are therefore listed here;
-``tests/test_wrappers.py`` checks them against ``interventions.FAMILIES`` and ``interventions.CONDITIONS``.
+registry; an exception there silently drops every later entry point, so this module and the two
+modules it reads the names from (``interventions.families``, ``interventions.conditions``) import
+nothing heavy (no torch, no transformers).
 
 Each name resolves to a class attribute of this module (``model_wrappers.registry.chameleon_gate_ablated``),
 built on first access: a subclass of the family's wrapper with the condition fixed, so that a
@@ -18,50 +20,46 @@ built on first access: a subclass of the family's wrapper with the condition fix
 
 from __future__ import annotations
 
-import importlib
 from functools import cache
 from typing import Any
 
-# family -> "module:Class" of its wrapper (one small file per family).
-FAMILY_WRAPPERS: dict[str, str] = {
-    "chameleon": "model_wrappers.chameleon:ChameleonModel",
-    "emu3": "model_wrappers.emu3:Emu3Model",
-    "llava": "model_wrappers.llava:LlavaModel",
-    "llava_onevision": "model_wrappers.llava_onevision:LlavaOnevisionModel",
-    "pixtral": "model_wrappers.pixtral:PixtralModel",
-    "janus": "model_wrappers.janus:JanusModel",
-    "qwen2_vl": "model_wrappers.qwen2_vl:Qwen2VLModel",
-    "auto": "model_wrappers.auto:AutoModel",  # any image-text-to-text checkpoint, layout derived
-}
+# The generic family: any image-text-to-text checkpoint, its layout derived (model_wrappers.auto).
+AUTO = "auto"
 
 # The adapter that runs one of lmms-eval's own registered models under a condition (--model narrowgate).
 ADAPTER = ("narrowgate", "model_wrappers.adapter.NarrowgateAdapter")
 
-# The names of interventions.CONDITIONS, in its order.
-CONDITION_NAMES: tuple[str, ...] = (
-    "baseline",
-    "gate_ablated",
-    "gate_only",
-    "image_ablated",
-    "last_image_ablated",
-    "random_image_ablated",
-    "gate_randomized",
-)
+
+@cache
+def family_names() -> tuple[str, ...]:
+    """The declared families (``interventions.FAMILIES``, in its order), then ``auto``."""
+    from interventions.families import FAMILIES
+
+    return (*FAMILIES, AUTO)
 
 
+@cache
+def condition_names() -> tuple[str, ...]:
+    """The names of ``interventions.CONDITIONS``, in its order."""
+    from interventions.conditions import CONDITIONS
+
+    return tuple(CONDITIONS)
+
+
+@cache
 def model_names() -> dict[str, tuple[str, str]]:
     """Every name registered with lmms-eval -> (family, condition)."""
     return {
-        f"{family}_{condition}": (family, condition) for family in FAMILY_WRAPPERS for condition in CONDITION_NAMES
+        f"{family}_{condition}": (family, condition) for family in family_names() for condition in condition_names()
     }
 
 
 def unknown_model_message(name: str) -> str:
     """The error for a name that is not registered, listing the valid ones."""
-    hint = f"; the baseline is {name}_baseline" if name in FAMILY_WRAPPERS else ""
+    hint = f"; the baseline is {name}_baseline" if name in family_names() else ""
     return (
         f"unknown narrowgate model {name!r}{hint}. Valid names are <family>_<condition> with a family of "
-        f"{', '.join(FAMILY_WRAPPERS)} and a condition of {', '.join(CONDITION_NAMES)}, e.g. "
+        f"{', '.join(family_names())} and a condition of {', '.join(condition_names())}, e.g. "
         f"chameleon_gate_ablated; all names: {', '.join(model_names())}"
     )
 
@@ -69,17 +67,21 @@ def unknown_model_message(name: str) -> str:
 @cache
 def model_class(name: str) -> type:
     """The class behind a registered name (``emu3_gate_only``), or a family's wrapper (``emu3``, Python only)."""
-    if name in FAMILY_WRAPPERS:
+    if name in family_names():
         family, condition = name, None
     elif name in model_names():
         family, condition = model_names()[name]
     else:
         raise ValueError(unknown_model_message(name))
-    module_name, class_name = FAMILY_WRAPPERS[family].split(":")
-    family_class = getattr(importlib.import_module(module_name), class_name)
-    if condition is None:
-        return family_class
-    return type(name, (family_class,), {"registered_condition": condition, "__module__": __name__})
+    if condition is not None:
+        return type(name, (model_class(family),), {"registered_condition": condition, "__module__": __name__})
+    if family == AUTO:
+        from model_wrappers.auto import AutoModel
+
+        return AutoModel
+    from model_wrappers.base import NarrowgateModel
+
+    return type(name, (NarrowgateModel,), {"family": family, "__module__": __name__})
 
 
 def manifests() -> list:
@@ -92,6 +94,6 @@ def manifests() -> list:
 
 def __getattr__(name: str) -> Any:
     # lmms-eval resolves "model_wrappers.registry.<name>" with getattr on this module.
-    if name in model_names():
+    if name in model_names() or name in family_names():
         return model_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,8 +20,6 @@ Data parallel: ``torchrun --nproc_per_node N -m narrowgate.launcher --model ... 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import os
 import sys
@@ -29,18 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def apply_filelock_workaround() -> None:
-    """Make ``import filelock._api`` work with filelock >= 4 (its content moved to ``filelock._core``)."""
-    if importlib.util.find_spec("filelock._api") is None and importlib.util.find_spec("filelock._core") is not None:
-        sys.modules["filelock._api"] = importlib.import_module("filelock._core")
-
-
-def tasks_dir() -> str:
-    """The folder of narrowgate's task YAMLs (the installed ``narrowgate_tasks`` package)."""
-    import narrowgate_tasks
-
-    return str(Path(narrowgate_tasks.__file__).parent)
+from narrowgate.core.evaluation import apply_filelock_workaround, plain_error, tasks_dir
 
 
 def include_paths(given: str | list[str] | None) -> list[str]:
@@ -56,32 +43,19 @@ def check_model(name: str, model_args: str | dict | None) -> None:
     from lmms_eval.models import MODEL_REGISTRY_V2
     from lmms_eval.utils import simple_parse_args_string
 
-    from model_wrappers.registry import CONDITION_NAMES, FAMILY_WRAPPERS, model_names, unknown_model_message
+    from model_wrappers.registry import condition_names, family_names, model_names, unknown_model_message
 
     if name not in model_names():
-        ours = any(name == family or name.startswith(family + "_") for family in FAMILY_WRAPPERS)
+        ours = any(name == family or name.startswith(family + "_") for family in family_names())
         if ours and name not in MODEL_REGISTRY_V2.list_model_names():
             raise ValueError(unknown_model_message(name))
         return
     parsed = model_args if isinstance(model_args, dict) else simple_parse_args_string(model_args or "")
     condition = parsed.get("condition")
-    if condition is not None and condition not in CONDITION_NAMES:
+    if condition is not None and condition not in condition_names():
         raise ValueError(
-            f"unknown condition {condition!r} in --model_args; valid conditions: {', '.join(CONDITION_NAMES)}"
+            f"unknown condition {condition!r} in --model_args; valid conditions: {', '.join(condition_names())}"
         )
-
-
-def plain_error(error: BaseException) -> BaseException:
-    """The error to show: the cause of a tenacity ``RetryError`` (lmms-eval retries dataset loading and
-    would otherwise report ``RetryError[<Future ... raised FileNotFoundError>]``), else ``error``."""
-    from tenacity import RetryError
-
-    while isinstance(error, RetryError):
-        cause = error.__cause__ or error.last_attempt.exception()
-        if cause is None:
-            break
-        error = cause
-    return error
 
 
 def missing_outputs(args: Any, results: dict | None, started: float) -> list[str]:

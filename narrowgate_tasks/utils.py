@@ -165,8 +165,9 @@ def doc_to_visual(doc: dict) -> list:
     return [image.convert("RGB")]
 
 
-def vqa_doc_to_text(doc: dict) -> str:
-    return prompts.vqa_request(doc["question"])
+def vqa_doc_to_text(doc: dict, lmms_eval_specific_kwargs: dict | None = None) -> str:
+    """The VQA request in the model's prompt variant (lmms-eval passes the task's entry for the model)."""
+    return prompts.model_request(prompts.vqa_request(doc["question"]), lmms_eval_specific_kwargs)
 
 
 def caption_doc_to_text(doc: dict) -> str:

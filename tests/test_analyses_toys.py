@@ -4,8 +4,6 @@ above the image tokens'; the natural toy (no narrow gate) shows none of this."""
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
 from narrowgate.analyses import locate, overlap, patching
@@ -35,9 +33,8 @@ def test_locate_ranks_the_gate_first_only_in_the_planted_toy(toys, examples):
 
 
 def test_patching_the_gate_flips_the_planted_toys_answers_not_the_natural_ones(toys, examples):
-    args = argparse.Namespace(pairs=24, seed=0)
     flips = {
-        name: patching.run(subject, examples, None, args)[0].groupby("mode").flip_fraction.max()
+        name: patching.analyse(subject, examples, pairs=24).table.groupby("mode").flip_fraction.max()
         for name, subject in toys.items()
     }
     assert flips["planted"]["cumulative"] >= 0.6 and flips["planted"]["single"] >= 0.3, flips
@@ -45,7 +42,6 @@ def test_patching_the_gate_flips_the_planted_toys_answers_not_the_natural_ones(t
 
 
 def test_the_planted_gates_overlap_with_the_labels_rises_above_the_image_tokens(toys, examples):
-    args = argparse.Namespace(k=10)
-    table = overlap.run(toys["planted"], examples, None, args)[0]
+    table = overlap.analyse(toys["planted"], examples, k=10).table
     best = table.groupby(["label", "token"]).chi.max().unstack()
     assert (best["gate"] > best["image"]).all(), best

@@ -20,7 +20,7 @@ from tiny_cases import load
 from interventions import FamilySpec, family_spec, make_condition
 from interventions.generic import check_probe, derive_spec
 from narrowgate.tiny import TINY_FAMILIES
-from narrowgate.tiny_auto import TINY_ARCHITECTURES
+from narrowgate.tiny import TINY_ARCHITECTURES
 
 # architecture -> (tokens of the image run, start tokens, gate tokens) in the chat prompt's input_ids;
 # None: the gate is the first token after the run, here the newline the chat template writes.
@@ -56,7 +56,7 @@ def test_derived_span_and_gate_on_the_chat_prompt(tiny_dir, images, arch):
     image, start, gate = EXPECTED[arch]
     assert (set(lm.spec.image_tokens), lm.spec.start_tokens, lm.spec.gate_tokens) == (image, start, gate or ())
     prompt = lm.format_prompt("what color is the shape ?", 1)
-    inputs, (layout,) = lm._encode([prompt], [[images[1]]], ["doc 0"], ["key 0"])
+    inputs, (layout,) = lm.encoder.encode([prompt], [[images[1]]], ["doc 0"], ["key 0"])
     tokens = lm.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
     (span,) = layout.spans
     assert {tokens[p] for p in span.image} == image and len(span.image) > 4

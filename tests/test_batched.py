@@ -139,7 +139,7 @@ def grid_outputs(output) -> dict:
 def test_batched_grid_equals_the_sequential_grid(tmp_path, monkeypatch):
     """Token-identical answers, the same metrics and per-condition audits, one generation pass per model
     and task (with --max-rows 4: two conditions x batch 2 per forward); each cell still its own run."""
-    from model_wrappers.base import NarrowgateModel
+    from model_wrappers.generation import Generator
     from narrowgate.grid import load_config, run_grid
 
     path = tmp_path / "grid.yaml"
@@ -148,13 +148,13 @@ def test_batched_grid_equals_the_sequential_grid(tmp_path, monkeypatch):
     sequential = run_grid(config, tmp_path / "sequential", sequential=True)
 
     passes = []
-    real = NarrowgateModel._generate
+    real = Generator.generate
 
-    def counted(model, requests, conditions):
-        passes.append((model.family, len(requests), len(conditions)))
-        return real(model, requests, conditions)
+    def counted(generator, requests, conditions, *args):
+        passes.append((generator.encoder.spec.name, len(requests), len(conditions)))
+        return real(generator, requests, conditions, *args)
 
-    monkeypatch.setattr(NarrowgateModel, "_generate", counted)
+    monkeypatch.setattr(Generator, "generate", counted)
     batched = run_grid(config, tmp_path / "batched", max_rows=4)
     assert not sequential.failed and not batched.failed, [(s.cell, s.error) for s in batched.failed + sequential.failed]
     assert passes == [("chameleon", 3, 6), ("llava", 3, 6)]

@@ -89,7 +89,7 @@ def caption_run(lm) -> dict:
     from lmms_eval import evaluator
     from lmms_eval.tasks import TaskManager
 
-    from narrowgate.launcher import tasks_dir
+    from narrowgate.core.evaluation import tasks_dir
 
     manager = TaskManager("ERROR", include_path=tasks_dir(), include_defaults=False)
     return evaluator.simple_evaluate(
@@ -115,7 +115,7 @@ def test_the_caption_task_refuses_before_generation(chameleon, tmp_path, monkeyp
     request reaches the model) checks Java again."""
     monkeypatch.setenv("PATH", java_free_path(tmp_path))
     monkeypatch.delenv(java.SKIP_ENV, raising=False)
-    from narrowgate.launcher import plain_error
+    from narrowgate.core.evaluation import plain_error
 
     with pytest.raises(Exception) as error:  # lmms-eval retries building documents: RetryError(cause)
         caption_run(chameleon)

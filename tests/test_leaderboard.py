@@ -16,7 +16,8 @@ import pytest
 
 from narrowgate import leaderboard
 from narrowgate.cli import main
-from narrowgate.grid import Cell, ConditionSpec, ModelSpec, cell_dir, write_json_atomic
+from narrowgate.core.files import write_json_atomic
+from narrowgate.grid import Cell, ConditionSpec, ModelSpec, cell_dir
 
 VQA, CAP = "narrowgate_smoke_vqa", "narrowgate_smoke_caption"
 N_DOCS = 40

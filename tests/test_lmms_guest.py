@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from model_wrappers.registry import CONDITION_NAMES, FAMILY_WRAPPERS, model_names
+from model_wrappers.registry import condition_names, family_names, model_names
 from narrowgate import launcher
+from narrowgate.core.evaluation import plain_error, tasks_dir
 
 
 def builtin_manifests() -> dict:
@@ -34,8 +35,8 @@ def test_no_builtin_model_is_shadowed():
     assert MODEL_REGISTRY_V2.resolve("llava").class_path == "lmms_eval.models.simple.llava.Llava"
     names = set(MODEL_REGISTRY_V2.list_model_names())
     assert set(model_names()) <= names  # the entry point is installed and loaded
-    assert len(model_names()) == len(FAMILY_WRAPPERS) * len(CONDITION_NAMES)
-    assert not (set(FAMILY_WRAPPERS) - builtin_names) & names  # no bare family name of narrowgate's own
+    assert len(model_names()) == len(family_names()) * len(condition_names())
+    assert not (set(family_names()) - builtin_names) & names  # no bare family name of narrowgate's own
 
 
 def test_launcher_passes_every_lmms_eval_model_through():
@@ -61,12 +62,12 @@ def test_tasks_and_models_are_listed(capsys):
     folder = subprocess.run(
         [sys.executable, "-m", "narrowgate_tasks"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert Path(folder) == Path(launcher.tasks_dir()).resolve()
+    assert Path(folder) == Path(tasks_dir()).resolve()
     assert (Path(folder) / "narrowgate_vqav2.yaml").is_file()
 
 
 def test_retried_errors_show_their_cause():
-    """lmms-eval wraps dataset loading in tenacity retries; the launcher reports the cause."""
+    """lmms-eval wraps dataset loading in tenacity retries; the launcher and the grid report the cause."""
     from tenacity import RetryError, retry, stop_after_attempt
 
     @retry(stop=stop_after_attempt(2))
@@ -75,7 +76,7 @@ def test_retried_errors_show_their_cause():
 
     with pytest.raises(RetryError) as error:
         load()
-    shown = launcher.plain_error(error.value)
+    shown = plain_error(error.value)
     assert isinstance(shown, FileNotFoundError) and "/data/x does not exist" in str(shown)
     other = ValueError("not wrapped")
-    assert launcher.plain_error(other) is other
+    assert plain_error(other) is other

@@ -8,11 +8,14 @@ import torch
 from tiny_cases import load, same_size_pair
 
 from interventions import find_layouts, intervene, make_condition, record_gate
+from model_wrappers.registry import model_names
+from narrowgate.core.evaluation import tasks_dir
 from narrowgate.tiny import TINY_FAMILIES
 from narrowgate_tasks import prompts
 
-QUESTION = prompts.vqa_request("What is it?")
-# The exact text each wrapper gives its processor for one image and a VQA request.
+QUESTION = "What is it?"
+# The exact text each wrapper gives its processor for one image and a VQA question, the task's request
+# in the model's prompt variant (lmms_eval_specific_kwargs) inside the family's prompt.
 PROMPTS = {
     "chameleon": "<image>What is it?\nAnswer the question using a single word or phrase. Answer:",
     "emu3": "You are a helpful assistant. USER: <image>What is it?\nAnswer the question using a single word or phrase. ASSISTANT:",
@@ -60,15 +63,33 @@ def test_every_family_is_pinned():
     assert set(PROMPTS) == set(GATES) == set(TINY_FAMILIES)
 
 
+def task_request(model: str | None, question: str = QUESTION) -> str:
+    """The VQA request narrowgate's tasks give lmms-eval model ``model`` (lmms-eval resolves the variant)."""
+    from lmms_eval.tasks import TaskManager, get_task_dict
+
+    manager = TaskManager("ERROR", include_path=tasks_dir(), include_defaults=False, model_name=model)
+    task = get_task_dict(["narrowgate_smoke_vqa"], manager)["narrowgate_smoke_vqa"]
+    return task.doc_to_text({"question": question})
+
+
 @pytest.mark.parametrize("family", list(TINY_FAMILIES))
 def test_exact_prompt_and_gate(wrapper, images, family):
     lm = wrapper(family)
-    prompt = lm.format_prompt(QUESTION, 1)
+    prompt = lm.format_prompt(task_request(lm.model_name), 1)
     assert prompt == PROMPTS[family]
-    inputs = lm.processor(text=[prompt], images=[images[0]], return_tensors="pt", **lm.processor_kwargs)
+    inputs = lm.processor(text=[prompt], images=[images[0]], return_tensors="pt", **lm.encoder.processor_kwargs)
     (layout,) = find_layouts(inputs["input_ids"], inputs["attention_mask"], lm.family_ids)
     (span,) = layout.spans
     assert lm.tokenizer.convert_ids_to_tokens([int(inputs["input_ids"][0, p]) for p in span.gate]) == GATES[family]
+
+
+def test_every_registered_model_gets_its_family_prompt_variant():
+    """lmms-eval matches a task's per-model variants by the exact --model name: every registered model
+    (a new condition included) gets its family's variant, the family's own name (Python, the grid) too."""
+    for name, (family, _) in model_names().items():
+        assert prompts.model_variant(name) == prompts.model_variant(family), f"{name}: add it to _prompt_variants_vqa.yaml"
+    assert task_request("chameleon_gate_only") == task_request("chameleon") == prompts.vqa_request(QUESTION) + " Answer:"
+    assert task_request("llava_gate_only") == task_request(None) == prompts.vqa_request(QUESTION)
 
 
 def test_llava_onevision_gate_is_declared(tiny_dir, images):
@@ -118,13 +139,12 @@ def test_wrapper_records_the_attention_it_ran(wrapper):
     from lmms_eval.tasks import TaskManager
 
     from model_wrappers.audit import lift_audits
-    from narrowgate.launcher import tasks_dir
 
     for implementation in ("eager", "sdpa"):
         lm = wrapper("chameleon", attn_implementation=implementation)
         lm.set_condition(make_condition("gate_only"))
         assert lm.reference == (implementation == "eager")
-        manager = TaskManager("ERROR", include_path=tasks_dir(), include_defaults=False)
+        manager = TaskManager("ERROR", include_path=tasks_dir(), include_defaults=False, model_name=lm.model_name)
         task = "narrowgate_smoke_vqa"
         results = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=1, log_samples=True, verbosity="ERROR")
         (sample,) = lift_audits(results["samples"][task])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from narrowgate.stats import paired_bootstrap
+from narrowgate.core.stats import paired_bootstrap
 
 
 def test_identical_runs_give_zero_delta_with_a_zero_width_interval():
@@ -82,7 +82,7 @@ def test_bad_input_is_rejected(base, treated, message):
 
 
 def test_ratio_of_proportional_scores_is_exact_and_zero_denominator_is_an_error():
-    from narrowgate.stats import paired_bootstrap_ratio
+    from narrowgate.core.stats import paired_bootstrap_ratio
 
     den = np.random.default_rng(2).random(50) + 0.1
     result = paired_bootstrap_ratio(2 * den, den, n_resamples=300)

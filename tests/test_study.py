@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from narrowgate.cli import main
-from narrowgate.stats import paired_bootstrap_ratio
+from narrowgate.core.stats import paired_bootstrap_ratio
 from narrowgate.study.aggregate import seed_bootstrap_ratio
 from narrowgate.study.plan import StudyError, load_study, plan
 

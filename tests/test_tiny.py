@@ -181,7 +181,7 @@ def test_cli_rejects_an_unknown_family_listing_the_known_ones(tmp_path, capsys):
 
 
 def test_cli_lists_the_families_and_architectures(capsys):
-    from narrowgate.tiny_auto import TINY_ARCHITECTURES
+    from narrowgate.tiny import TINY_ARCHITECTURES
 
     assert cli.main(["tiny", "--list"]) == 0
     assert capsys.readouterr().out.split() == [*TINY_FAMILIES, *TINY_ARCHITECTURES]

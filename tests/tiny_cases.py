@@ -20,7 +20,7 @@ from interventions import (
     make_condition,
 )
 from narrowgate.tiny import TINY_FAMILIES
-from narrowgate.tiny_auto import TINY_ARCHITECTURES
+from narrowgate.tiny import TINY_ARCHITECTURES
 
 # Every tiny checkpoint the invariant tests run on: the declared families and the auto family's architectures.
 TINY_CASES: tuple[str, ...] = (*TINY_FAMILIES, *TINY_ARCHITECTURES)

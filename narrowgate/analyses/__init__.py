@@ -2,8 +2,9 @@
 
 ``attention`` (Fig. 3), ``gap`` (Fig. 2), ``overlap`` (Fig. 4), ``patching`` (Fig. 5), ``locate`` (rank
 every candidate position as the gate) and ``progressive`` (Fig. A3). Each module has ``NAME``, ``HELP``
-and ``run(subject, examples, condition, args) -> (table, summary, figure)``; ``narrowgate.analyses.cli``
-loads the model and data, runs one and writes ``OUTPUT/NAME.{csv,json,png}``. Definitions follow
+and ``analyse(subject, examples, condition=None, *, settings) -> output.Result`` (its settings are typed
+keyword parameters); ``narrowgate.analyses.cli`` loads the model and data, calls one with the flags of
+its settings and writes ``OUTPUT/NAME.{csv,json,png}``. Definitions follow
 ../shared/paper/ANALYSES.md; ``subject`` holds the passes they share, ``data`` the labelled images.
 """
 

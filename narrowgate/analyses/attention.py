@@ -16,6 +16,7 @@ import torch
 
 from narrowgate_tasks import prompts
 
+from .output import Result
 from .subject import GROUPS, Subject
 
 NAME = "attention"
@@ -51,12 +52,13 @@ def attention_share(subject: Subject, images, requests, condition) -> pd.DataFra
     )
 
 
-def run(subject: Subject, examples, condition, args) -> tuple[pd.DataFrame, dict, object]:
+def analyse(subject: Subject, examples, condition=None) -> Result:
+    """The attention shares per layer and group of ``examples`` asked for a caption."""
     requests = [prompts.CAPTION_REQUEST] * len(examples)
     table = attention_share(subject, examples.images, requests, condition)
     wide = table.pivot(index="layer", columns="group", values="share")[list(GROUPS)]
     summary = {"prompt": prompts.CAPTION_REQUEST, "gate_share_by_layer": wide["gate"].round(4).tolist()}
-    return table, summary, plot(wide, subject)
+    return Result(NAME, table, summary, plot(wide, subject))
 
 
 def plot(wide: pd.DataFrame, subject: Subject):

@@ -11,23 +11,31 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import sys
 from pathlib import Path
 
 from . import ANALYSES
 
-# analysis-specific options: flag -> (default, help), and which analyses read it
+# analysis-specific options: parameter -> help; an analysis gets the flag (--min-cluster-size for
+# min_cluster_size) when its ``analyse`` has the parameter, with the parameter's default
 OPTIONS = {
-    "--k": (30, "neighbours for chi (capped at n - 1)", ("overlap", "progressive")),
-    "--pairs": (48, "base/target image pairs", ("patching", "locate")),
-    "--after": (1, "prompt tokens after the gate that are candidates", ("locate",)),
-    "--min-cluster-size": (5, "HDBSCAN's minimum cluster size", ("gap",)),
+    "k": "neighbours for chi (capped at n - 1)",
+    "pairs": "base/target image pairs",
+    "after": "prompt tokens after the gate that are candidates",
+    "min_cluster_size": "HDBSCAN's minimum cluster size",
 }
 
 
 def module(name: str):
     return importlib.import_module(f"narrowgate.analyses.{name}")
+
+
+def parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of analysis ``name``'s ``analyse`` (its settings)."""
+    found = inspect.signature(module(name).analyse).parameters
+    return {key: p for key, p in found.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -49,17 +57,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
         sub.add_argument("--dtype", help="float32, bfloat16, ... (default: the wrapper's)")
         sub.add_argument("--seed", type=int, default=0, help="pairs and random token choices")
-        for flag, (default, text, readers) in OPTIONS.items():
-            if name in readers:
-                sub.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
+        # --seed and --knockout reach ``analyse`` too where it has those parameters
+        for key, parameter in parameters(name).items():
+            if key in OPTIONS:
+                flag, default = "--" + key.replace("_", "-"), parameter.default
+                sub.add_argument(flag, type=type(default), default=default, help=f"{OPTIONS[key]} (default {default})")
+
+
+def condition_from(args: argparse.Namespace):
+    """The ``--condition`` (with ``--layers``/``--knockout``) of an analysis command; None for baseline."""
+    from interventions import make_condition
+
+    if args.condition == "baseline":
+        return None
+    return make_condition(args.condition, layers=args.layers, knockout=args.knockout)
 
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     from .data import load_examples
-    from .output import write_results
-    from .subject import Subject, condition_from, resolve_model
+    from .subject import Subject, resolve_model
 
     analysis = module(args.analysis)
     try:
@@ -72,19 +90,22 @@ def run(args: argparse.Namespace) -> int:
     subject = Subject(family, pretrained, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     if condition is not None:
         condition.layer_indices(subject.num_layers)
+    settings = {key: getattr(args, key) for key in parameters(args.analysis)}
     try:
-        table, summary, figure = analysis.run(subject, examples, condition, args)
+        result = analysis.analyse(subject, examples, condition, **settings)
     except ValueError as error:
         print(f"narrowgate analyze {args.analysis}: {error}", file=sys.stderr)
         return 2
+    if result.report:
+        print(result.report)
     summary = {
         "analysis": args.analysis,
         **subject.describe(),
         "data": examples.name,
         "n": len(examples),
         "condition": (condition.to_dict() if condition else {"name": "baseline"}),
-        **summary,
+        **result.summary,
     }
-    paths = write_results(args.output, args.analysis, table, summary, figure)
+    paths = result.write(args.output, summary)
     print(f"narrowgate analyze {args.analysis}: wrote {', '.join(str(p) for p in paths.values())}")
     return 0

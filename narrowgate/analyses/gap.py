@@ -19,6 +19,7 @@ import torch
 from sklearn.cluster import HDBSCAN
 from sklearn.metrics import homogeneity_score
 
+from .output import Result
 from .subject import Subject, vectors
 
 NAME = "gap"
@@ -47,23 +48,24 @@ def homogeneity(text: torch.Tensor, image: torch.Tensor, min_cluster_size: int) 
     return float(homogeneity_score(modality, clusters)), int(len(set(clusters) - {-1}))
 
 
-def run(subject: Subject, examples, condition, args) -> tuple[pd.DataFrame, dict, object]:
+def analyse(subject: Subject, examples, condition=None, *, min_cluster_size: int = 5, seed: int = 0) -> Result:
+    """Cosine band and homogeneity per layer; ``seed`` picks each example's random tokens."""
     if examples.captions is None:
         raise ValueError(f"gap needs captions, but data {examples.name!r} has none; use shapes or flickr30k")
     select = {
-        "text": lambda g, i: _one(g.after, i, "text", args.seed),
-        "image": lambda g, i: _one(g.image + g.last, i, "image", args.seed),
+        "text": lambda g, i: _one(g.after, i, "text", seed),
+        "image": lambda g, i: _one(g.image + g.last, i, "image", seed),
     }
     found = vectors(subject, examples.images, list(examples.captions), condition, select, "gap")
     rows = []
     for layer in range(subject.num_layers):
         text, image = found["text"][:, layer], found["image"][:, layer]
         q25, median, q75 = cosine_band(text, image)
-        score, clusters = homogeneity(text, image, args.min_cluster_size)
+        score, clusters = homogeneity(text, image, min_cluster_size)
         rows.append((layer, median, q25, q75, score, clusters))
     table = pd.DataFrame(rows, columns=["layer", "cos_median", "cos_q25", "cos_q75", "homogeneity", "clusters"])
-    summary = {"prompt": "<image>{caption}", "min_cluster_size": args.min_cluster_size}
-    return table, summary, plot(table, subject)
+    summary = {"prompt": "<image>{caption}", "min_cluster_size": min_cluster_size}
+    return Result(NAME, table, summary, plot(table, subject))
 
 
 def plot(table: pd.DataFrame, subject: Subject):

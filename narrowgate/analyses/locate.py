@@ -33,6 +33,7 @@ from interventions import (
 from narrowgate_tasks import prompts
 
 from .patching import overlap, pairs_of
+from .output import Result
 from .subject import Groups, Subject
 
 NAME = "locate"
@@ -112,9 +113,12 @@ def locate(subject: Subject, examples, condition, n_pairs: int, after: int, knoc
     return table.sort_values(["transfer_rank", "damage_rank"]).reset_index(drop=True)
 
 
-def run(subject: Subject, examples, condition, args) -> tuple[pd.DataFrame, dict, object]:
+def analyse(
+    subject: Subject, examples, condition=None, *, pairs: int = 48, after: int = 1, knockout: str = "zero", seed: int = 0
+) -> Result:
+    """Every candidate ranked by transfer and damage (``knockout``: the damage knockout's semantics)."""
     examples.require_labels(NAME)
-    table = locate(subject, examples, condition, args.pairs, args.after, args.knockout, args.seed)
+    table = locate(subject, examples, condition, pairs, after, knockout, seed)
     top = table.iloc[0]
     family_gate = table[table.group == "gate"]
     summary = {
@@ -126,10 +130,12 @@ def run(subject: Subject, examples, condition, args) -> tuple[pd.DataFrame, dict
         "top_by_transfer": table.candidate.head(5).tolist(),
         "damage_condition": "the candidate's knockout alone (no other condition)",
     }
-    print(f"located gate: {top.candidate} (transfer {top.transfer:.3f}); the family's gate ranks "
-          f"{summary['family_gate_transfer_rank']} by transfer, {summary['family_gate_damage_rank']} by damage")
-    print(table.head(8).to_string(index=False))
-    return table, summary, plot(table, subject)
+    report = (
+        f"located gate: {top.candidate} (transfer {top.transfer:.3f}); the family's gate ranks "
+        f"{summary['family_gate_transfer_rank']} by transfer, {summary['family_gate_damage_rank']} by damage\n"
+        + table.head(8).to_string(index=False)
+    )
+    return Result(NAME, table, summary, plot(table, subject), report)
 
 
 def plot(table: pd.DataFrame, subject: Subject):

@@ -1,13 +1,31 @@
-"""Writing an analysis's results: its numbers as CSV and JSON, its plot as PNG, each file atomically."""
+"""What an analysis returns (``Result``) and how it is written: its numbers as CSV and JSON, its plot as
+PNG, each file atomically."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+
+@dataclass(frozen=True)
+class Result:
+    """One analysis's findings: ``table`` (one row per measurement), ``summary`` (JSON-ready values),
+    ``figure`` (a matplotlib figure) and ``report`` (a few lines for a reader, printed by the CLI)."""
+
+    name: str
+    table: pd.DataFrame
+    summary: dict
+    figure: object
+    report: str = ""
+
+    def write(self, out: Path, summary: dict | None = None) -> dict[str, Path]:
+        """``out/NAME.{csv,json,png}``; ``summary`` (default: the result's own) goes into the JSON."""
+        return write_results(out, self.name, self.table, self.summary if summary is None else summary, self.figure)
 
 
 def _atomic(path: Path, write) -> Path:

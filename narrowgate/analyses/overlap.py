@@ -17,6 +17,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from narrowgate_tasks import prompts
 
+from .output import Result
 from .subject import Subject, vectors
 
 NAME = "overlap"
@@ -48,11 +49,12 @@ def chance(labels: Sequence[str]) -> float:
     return sum(c * (c - 1) for c in counts) / (n * (n - 1))
 
 
-def run(subject: Subject, examples, condition, args) -> tuple[pd.DataFrame, dict, object]:
+def analyse(subject: Subject, examples, condition=None, *, k: int = 30) -> Result:
+    """chi per token, layer and label kind, with ``k`` neighbours (capped at n - 1)."""
     examples.require_labels(NAME)
     requests = [prompts.CAPTION_REQUEST] * len(examples)
     found = vectors(subject, examples.images, requests, condition, TOKENS, "overlap")
-    k = min(args.k, len(examples) - 1)
+    k = min(k, len(examples) - 1)
     rows = []
     for token, data in found.items():
         if bool(data.isnan().all()):
@@ -67,7 +69,7 @@ def run(subject: Subject, examples, condition, args) -> tuple[pd.DataFrame, dict
         "chance": {kind: chance(labels) for kind, labels in examples.labels.items()},
         "max_chi": table.groupby(["label", "token"])["chi"].max().unstack().round(4).to_dict(orient="index"),
     }
-    return table, summary, plot(table, summary, subject)
+    return Result(NAME, table, summary, plot(table, summary, subject))
 
 
 def plot(table: pd.DataFrame, summary: dict, subject: Subject):

@@ -18,6 +18,7 @@ import torch
 from interventions import patch_gate, record_gate
 from narrowgate_tasks import prompts
 
+from .output import Result
 from .subject import Subject
 
 NAME = "patching"
@@ -80,9 +81,10 @@ def overlap(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.minimum(p, q).sum(dim=-1)
 
 
-def run(subject: Subject, examples, condition, args) -> tuple[pd.DataFrame, dict, object]:
+def analyse(subject: Subject, examples, condition=None, *, pairs: int = 48, seed: int = 0) -> Result:
+    """Flip fraction and overlap per patched layer (single and cumulative) on ``pairs`` seeded pairs."""
     examples.require_labels(NAME)
-    pairs = pairs_of(examples.labels, args.pairs, args.seed)
+    pairs = pairs_of(examples.labels, pairs, seed)
     layers = range(subject.num_layers)
     layer_sets = {"single": [(l,) for l in layers], "cumulative": [tuple(range(l, subject.num_layers)) for l in layers]}
     p_base, p_target, patched, answers = patch_runs(subject, examples, pairs, condition, layer_sets)
@@ -99,7 +101,7 @@ def run(subject: Subject, examples, condition, args) -> tuple[pd.DataFrame, dict
         "target_answer_ahead": float((target_sign > 0).float().mean()),
         "max_flip_fraction_single": float(table[table["mode"] == "single"].flip_fraction.max()),
     }
-    return table, summary, plot(table, summary, subject)
+    return Result(NAME, table, summary, plot(table, summary, subject))
 
 
 def plot(table: pd.DataFrame, summary: dict, subject: Subject):

@@ -16,6 +16,7 @@ from interventions import make_condition
 from narrowgate_tasks import prompts
 
 from .overlap import chi
+from .output import Result
 from .subject import Subject
 
 NAME = "progressive"
@@ -45,20 +46,21 @@ def measure(subject: Subject, examples, condition, k: int) -> dict[str, object]:
     return {"accuracy": float(torch.cat(correct).float().mean()), "probs": torch.cat(probs), "chi": chis}
 
 
-def run(subject: Subject, examples, condition, args) -> tuple[pd.DataFrame, dict, object]:
+def analyse(subject: Subject, examples, condition=None, *, k: int = 30, knockout: str = "zero") -> Result:
+    """Accuracy, agreement and chi per (condition, w), the knockouts with ``knockout`` semantics."""
     examples.require_labels(NAME)
     if condition is not None:
         raise ValueError("progressive sweeps its own conditions (gate_ablated, image_ablated); drop --condition")
-    base = measure(subject, examples, None, args.k)
+    base = measure(subject, examples, None, k)
     rows = [("baseline", 0, base["accuracy"], 1.0, *base["chi"].values())]
     for name in CONDITIONS:
         for w in range(1, subject.num_layers + 1):
-            result = measure(subject, examples, make_condition(name, layers=f"last:{w}", knockout=args.knockout), args.k)
+            result = measure(subject, examples, make_condition(name, layers=f"last:{w}", knockout=knockout), k)
             agreement = float(torch.minimum(result["probs"], base["probs"]).sum(dim=-1).mean())
             rows.append((name, w, result["accuracy"], agreement, *result["chi"].values()))
     table = pd.DataFrame(rows, columns=["condition", "w", "accuracy", "agreement", *(f"chi_{k}" for k in examples.labels)])
-    summary = {"knockout": args.knockout, "baseline_accuracy": base["accuracy"], "label_kinds": list(examples.labels)}
-    return table, summary, plot(table, subject)
+    summary = {"knockout": knockout, "baseline_accuracy": base["accuracy"], "label_kinds": list(examples.labels)}
+    return Result(NAME, table, summary, plot(table, subject))
 
 
 def plot(table: pd.DataFrame, subject: Subject):

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from interventions import Condition, Layout, intervene, make_condition
 from interventions.session import language_model
+from narrowgate_tasks.prompts import model_request, model_variant
 
 GROUPS = ("gate", "last", "image", "special", "text")
 # The shipped toy checkpoints, by name (``--model toy``): (family, folder)
@@ -91,8 +92,9 @@ class Subject:
 
     def encode(self, images: Sequence[Image.Image], requests: Sequence[str], keys: Sequence[str]):
         """(inputs, layouts, groups) of one batch: each image with its request in the family's prompt."""
-        prompts = [self.lm.format_prompt(request, 1) for request in requests]
-        inputs, layouts = self.lm._encode(prompts, [[image] for image in images], [f"example {k}" for k in keys], list(keys))
+        variant = model_variant(self.lm.model_name)  # as narrowgate's VQA tasks give the request to this model
+        prompts = [self.lm.encoder.format_prompt(model_request(request, variant), 1) for request in requests]
+        inputs, layouts = self.lm.encoder.encode(prompts, [[image] for image in images], [f"example {k}" for k in keys], list(keys))
         ids = inputs["input_ids"].tolist()
         return inputs, layouts, [groups_of(layout, ids[layout.row], self.special_ids) for layout in layouts]
 
@@ -140,13 +142,6 @@ class Subject:
 
     def describe(self) -> dict:
         return {"family": self.family, "pretrained": self.pretrained, "num_layers": self.num_layers}
-
-
-def condition_from(args) -> Condition | None:
-    """The ``--condition`` (with ``--layers``/``--knockout``) of an analysis command; None for baseline."""
-    if args.condition == "baseline":
-        return None
-    return make_condition(args.condition, layers=args.layers, knockout=args.knockout)
 
 
 def vectors(subject: Subject, images, requests, condition: Condition | None, select: dict[str, Callable[[Groups, int], Sequence[int]]], desc: str, seed: int = 0) -> dict[str, torch.Tensor]:

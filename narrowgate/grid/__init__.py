@@ -37,17 +37,15 @@ file. ``tiny`` writes ``narrowgate.tiny.save(family, seed=...)`` under the outpu
 from narrowgate.grid.cells import (
     CELL_FILE,
     GRID_FILE,
-    Cell,
     CellStatus,
     GridReport,
     cell_dir,
     iter_done_cells,
     read_done,
-    write_atomic,
-    write_json_atomic,
 )
 from narrowgate.grid.cli import configure, run, set_log_level
 from narrowgate.grid.config import (
+    Cell,
     ConditionSpec,
     ConfigError,
     GridConfig,
@@ -77,6 +75,4 @@ __all__ = [
     "run_grid",
     "select_cells",
     "set_log_level",
-    "write_atomic",
-    "write_json_atomic",
 ]

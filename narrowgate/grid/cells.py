@@ -1,4 +1,4 @@
-"""Cells and their folders: ids, atomic files, what is done (resume) and the grid.json status file."""
+"""Cell folders: where a cell's files go, what is done (resume) and the grid.json status file."""
 
 from __future__ import annotations
 
@@ -6,39 +6,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from narrowgate.grid.config import ConditionSpec, GridConfig, ModelSpec
+from narrowgate.core.files import write_json_atomic
+from narrowgate.grid.config import Cell, GridConfig
 
 CELL_FILE = "cell.json"
 GRID_FILE = "grid.json"
 CHECKPOINTS_DIR = "_checkpoints"
 PARTIAL_SUFFIX = ".partial"
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (model, condition, task) evaluation, with its position in the config for ordering tables."""
-
-    model: ModelSpec
-    condition: ConditionSpec
-    task: str
-    order: tuple[int, int, int]
-
-    @property
-    def id(self) -> str:
-        return f"{self.model.name}/{self.condition.dirname}/{self.task}"
-
-    def record(self, limit: int | None) -> dict[str, Any]:
-        """The cell's identity; a done cell is reused only if its stored record is equal."""
-        return {
-            "cell": self.id,
-            "model": self.model.record(),
-            "condition": self.condition.record(),
-            "task": self.task,
-            "limit": limit,
-        }
 
 
 def cell_dir(output: Path, cell: Cell) -> Path:
@@ -61,18 +37,6 @@ def iter_done_cells(output: str | os.PathLike) -> list[tuple[Path, dict[str, Any
             continue
         found.append((marker.parent, json.loads(marker.read_text(encoding="utf-8"))))
     return found
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write next to ``path`` and move the file into place, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The grid config: read (``yaml.safe_load``), validated (``schema.py``) and turned into frozen specs."""
+"""The grid config: read (``yaml.safe_load``), validated (``schema.py``) and turned into frozen specs:
+models, conditions and their cells."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from narrowgate.core.files import read_yaml
 from narrowgate.grid import schema
-from narrowgate.grid.cells import Cell
 from narrowgate.grid.schema import CONDITION_PARAMS
 
 
@@ -61,6 +62,30 @@ class ConditionSpec:
 
 
 @dataclass(frozen=True)
+class Cell:
+    """One (model, condition, task) evaluation, with its position in the config for ordering tables."""
+
+    model: ModelSpec
+    condition: ConditionSpec
+    task: str
+    order: tuple[int, int, int]
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.name}/{self.condition.dirname}/{self.task}"
+
+    def record(self, limit: int | None) -> dict[str, Any]:
+        """The cell's identity; a done cell is reused only if its stored record is equal."""
+        return {
+            "cell": self.id,
+            "model": self.model.record(),
+            "condition": self.condition.record(),
+            "task": self.task,
+            "limit": limit,
+        }
+
+
+@dataclass(frozen=True)
 class GridConfig:
     path: Path
     description: str
@@ -78,20 +103,6 @@ class GridConfig:
             for condition in self.conditions
             for t, task in enumerate(self.tasks)
         ]
-
-
-def read_yaml(path: Path, kind: str, error: type[Exception]) -> Any:
-    """The parsed YAML of a ``kind`` config (grid, study); ``error`` names the file when it cannot be read."""
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as reason:
-        raise error(f"cannot read {kind} config {path}: {reason}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as reason:
-        raise error(f"{path}: not valid YAML: {reason}") from None
 
 
 def load_config(path: str | os.PathLike) -> GridConfig:

@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
 
+from narrowgate.core.evaluation import evaluate, plain_error, task_manager
+from narrowgate.core.files import write_json_atomic
 from narrowgate.grid.cells import (
     CELL_FILE,
     CHECKPOINTS_DIR,
     GRID_FILE,
     PARTIAL_SUFFIX,
-    Cell,
     CellStatus,
     GridReport,
     cell_dir,
@@ -26,11 +27,9 @@ from narrowgate.grid.cells import (
     other_cells,
     read_done,
     write_grid_file,
-    write_json_atomic,
 )
-from narrowgate.grid.config import ConfigError, GridConfig, ModelSpec
+from narrowgate.grid.config import Cell, ConfigError, GridConfig, ModelSpec
 from narrowgate.grid.parallel import Ranks
-from narrowgate.launcher import plain_error, tasks_dir
 from narrowgate_tasks.java import check_java
 
 
@@ -106,7 +105,7 @@ def run_grid(
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be a positive integer, got {limit}")
     cells = select_cells(config.cells(), only)
-    task_manager = _task_manager(config, verbosity)
+    manager = _task_manager(config, verbosity)
     check_java({cell.task for cell in cells})  # caption metrics need Java: refuse before any model loads
 
     decision = _done_cells(output, cells, limit) if ranks.is_main else None
@@ -148,7 +147,7 @@ def run_grid(
                 log(f"cell {position}/{len(pending)}: {cell.id}{_eta(report, started, len(pending))}")
                 t0 = time.monotonic()
                 try:
-                    _run_cell(lm, cell, output, pretrained, limit, task_manager, verbosity, on_cell_start, ranks)
+                    _run_cell(lm, cell, output, pretrained, limit, manager, verbosity, on_cell_start, ranks)
                     statuses[cell.id].status = "done"
                     statuses[cell.id].seconds = round(time.monotonic() - t0, 3)
                     log(f"done {cell.id} in {statuses[cell.id].seconds:.1f} s")
@@ -198,11 +197,10 @@ def lmms_eval_model(cell: Cell, pretrained: str) -> tuple[str, str]:
 
 
 def _run_cell(
-    lm, cell: Cell, output: Path, pretrained: str, limit, task_manager, verbosity: str, on_cell_start, ranks
+    lm, cell: Cell, output: Path, pretrained: str, limit, manager, verbosity: str, on_cell_start, ranks
 ) -> None:
     """Evaluate one cell into a partial folder, then move it into place and write its marker last (rank 0;
     the other ranks evaluate their share of the documents)."""
-    from lmms_eval import evaluator
     from lmms_eval.loggers import EvaluationTracker
     from lmms_eval.utils import get_datetime_str
 
@@ -217,17 +215,19 @@ def _run_cell(
         on_cell_start(cell, partial)
 
     model_name, model_args = lmms_eval_model(cell, pretrained)
+    task_manager.model_name = model_name  # the tasks' per-model prompt variants (lmms_eval_specific_kwargs), as the CLI
     tracker = EvaluationTracker(output_path=str(partial))
     datetime_str = get_datetime_str()
     # Caption tasks write their submission files under cli_args.output_path; the rest mirrors the CLI.
     cli_args = argparse.Namespace(
         output_path=str(partial), process_with_media=False, model=model_name, tasks=cell.task, limit=limit
     )
-    results = evaluator.simple_evaluate(
-        model=lm,
+    results = evaluate(
+        lm,
+        cell.task,
+        manager,
+        main=ranks.is_main,
         model_args=model_args,
-        tasks=[cell.task],
-        task_manager=task_manager,
         limit=limit,
         log_samples=True,
         evaluation_tracker=tracker,
@@ -237,10 +237,8 @@ def _run_cell(
         # as lmms-eval's own CLI chooses: the process group of a torchrun launch, or accelerate's
         distributed_executor_backend="torchrun" if ranks.world_size > 1 else "accelerate",
     )
-    if not ranks.is_main:
+    if results is None:
         return  # rank 0 gathered this rank's documents and writes the cell
-    if results is None or cell.task not in results.get("results", {}):
-        raise RuntimeError(f"lmms-eval returned no results for task {cell.task!r}")
     samples = results.pop("samples")
     tracker.save_results_aggregated(results=results, samples=samples, datetime_str=datetime_str)
     tracker.save_results_samples(task_name=cell.task, samples=samples[cell.task])
@@ -270,9 +268,7 @@ def _one(paths: Iterable[Path], folder: Path, what: str) -> Path:
 
 def _task_manager(config: GridConfig, verbosity: str):
     """lmms-eval's index of narrowgate's tasks only; fails before any model loads if a task is unknown."""
-    from lmms_eval.tasks import TaskManager
-
-    manager = TaskManager(verbosity, include_path=tasks_dir(), include_defaults=False)
+    manager = task_manager(verbosity)
     unknown = [t for t in config.tasks if t not in manager.all_subtasks]
     if unknown:
         raise ConfigError(

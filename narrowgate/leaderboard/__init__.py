@@ -2,7 +2,7 @@
 
 Each entry is the metric as lmms-eval aggregated it; rows other than the baseline also show the change
 from the same model's baseline (Δ) with a paired bootstrap 95% CI and p-value over documents
-(``narrowgate.stats``). Conditions run with several seeds show mean ± std over the seeds (sample std),
+(``narrowgate.core.stats``). Conditions run with several seeds show mean ± std over the seeds (sample std),
 and their Δ compares each document's mean over the seeds with its baseline score.
 
 Per-sample scores are read from lmms-eval's samples jsonl: for a metric ``m`` a record must carry
@@ -14,10 +14,11 @@ table says so in a note.
 """
 
 from narrowgate.leaderboard.cli import configure, run
-from narrowgate.leaderboard.collect import CellResult, read_cells
+from narrowgate.leaderboard.collect import read_cells
 from narrowgate.leaderboard.formatting import legend
 from narrowgate.leaderboard.plot import plot_png, write_plot
 from narrowgate.leaderboard.render import FORMATS, render, write
+from narrowgate.leaderboard.scores import CellResult
 from narrowgate.leaderboard.summary import GateShare, gate_share
 from narrowgate.leaderboard.table import (
     BASELINE,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from narrowgate.core.stats import PairedRatio
 from narrowgate.leaderboard.summary import GateShare
 from narrowgate.leaderboard.table import Entry, Leaderboard, Row
-from narrowgate.stats import PairedRatio
 
 SHARE_HEADERS = ["model", "task metric", "image effect", "through the gate", "bypassing it"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from narrowgate.grid import write_atomic
+from narrowgate.core.files import write_atomic
 from narrowgate.leaderboard.table import Column, Leaderboard, Row
 
 

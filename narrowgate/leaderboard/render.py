@@ -9,7 +9,7 @@ import pandas as pd
 import pytablewriter
 from pytablewriter.style import Style
 
-from narrowgate.grid import write_atomic
+from narrowgate.core.files import write_atomic
 from narrowgate.leaderboard.formatting import (
     SHARE_HEADERS,
     condition_text,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from narrowgate.grid import GRID_FILE
-from narrowgate.leaderboard.collect import CellResult, read_scores
+from narrowgate.leaderboard.scores import CellResult, read_scores
 
 AUDIT_KEY = "narrowgate"
 # model_args that name the condition (read from the audit record) or do not change the outputs

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from narrowgate.core.stats import PairedRatio, paired_bootstrap_ratio
 from narrowgate.leaderboard.collect import (
     BASELINE,
-    CellResult,
     mean_over_seeds,
     paired_scores,
 )
-from narrowgate.stats import PairedRatio, paired_bootstrap_ratio
+from narrowgate.leaderboard.scores import CellResult
 
 IMAGE_ABLATED = "image_ablated"
 # share name -> the condition whose change from baseline, relative to the image's effect, it is

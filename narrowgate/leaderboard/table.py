@@ -8,16 +8,16 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from narrowgate.core.stats import PairedDelta, paired_bootstrap
 from narrowgate.grid import GRID_FILE
 from narrowgate.leaderboard.collect import (
     BASELINE,
-    CellResult,
     mean_over_seeds,
     paired_scores,
     read_cells,
 )
+from narrowgate.leaderboard.scores import CellResult
 from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES, GateShare, gate_shares
-from narrowgate.stats import PairedDelta, paired_bootstrap
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A gate share's CI must account for both sources of variation: which seed was trained (the question is
 about the training regime, not one model) and which documents were asked. ``seed_bootstrap_ratio``
 resamples seeds, then documents within each resampled seed, and takes the mean of the per-seed ratios.
-With one seed it is the document bootstrap of ``narrowgate.stats.paired_bootstrap_ratio``.
+With one seed it is the document bootstrap of ``narrowgate.core.stats.paired_bootstrap_ratio``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from narrowgate.grid import write_atomic
+from narrowgate.core.files import write_atomic
+from narrowgate.core.stats import resampled_means
 from narrowgate.leaderboard.collect import BASELINE
 from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES
-from narrowgate.stats import resampled_means
 from narrowgate.study.plan import BASE, Reference, Run, Study, level_name
 
 TABLE = "study"

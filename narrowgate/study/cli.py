@@ -29,7 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    from narrowgate.grid import ConfigError, set_log_level, write_json_atomic
+    from narrowgate.core.files import write_json_atomic
+    from narrowgate.grid import ConfigError, set_log_level
     from narrowgate.study.aggregate import TABLE, write_table
     from narrowgate.study.evaluation import evaluate, grid_config
     from narrowgate.study.plan import StudyError, load_study

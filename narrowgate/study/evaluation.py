@@ -16,18 +16,17 @@ files in its folder, written atomically and skipped when present:
 from __future__ import annotations
 
 import dataclasses
-from argparse import Namespace
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from narrowgate.core.files import write_json_atomic
 from narrowgate.grid import (
     GRID_FILE,
     GridConfig,
     parse_config,
     run_grid,
-    write_json_atomic,
 )
 from narrowgate.leaderboard.collect import (
     BASELINE,
@@ -117,7 +116,6 @@ def analyse(checkpoint: Run | Reference, study: Study, output: Path) -> None:
     """The attention and patching files of one checkpoint (loaded once, through its lmms-eval wrapper)."""
     from narrowgate.analyses import attention, patching
     from narrowgate.analyses.data import load_examples
-    from narrowgate.analyses.output import write_results
     from narrowgate.analyses.subject import Subject
 
     folder = checkpoint.folder(output)
@@ -130,13 +128,13 @@ def analyse(checkpoint: Run | Reference, study: Study, output: Path) -> None:
         FAMILY, str(checkpoint.checkpoint(output)), device=args.get("device"), dtype=args.get("dtype"), batch_size=options.batch_size
     )
     if "attention" in pending:
-        table, summary, figure = attention.run(subject, load_examples("shapes", options.attention), None, Namespace())
-        wide = table.pivot(index="layer", columns="group", values="share")
-        summary["gate_vs_image"] = float((wide["gate"] / (wide["gate"] + wide["last"] + wide["image"])).mean())
-        write_results(folder, "attention", table, {"id": checkpoint.id, **summary}, figure)
+        result = attention.analyse(subject, load_examples("shapes", options.attention))
+        wide = result.table.pivot(index="layer", columns="group", values="share")
+        gate_vs_image = float((wide["gate"] / (wide["gate"] + wide["last"] + wide["image"])).mean())
+        result.write(folder, {"id": checkpoint.id, **result.summary, "gate_vs_image": gate_vs_image})
     if "patching" in pending:
         examples = load_examples("shapes", PATCHING_EXAMPLES)
-        table, summary, figure = patching.run(subject, examples, None, Namespace(pairs=options.patching, seed=0))
-        cumulative = table[table["mode"] == "cumulative"].set_index("layer")
-        summary["flip_fraction"] = float(cumulative.loc[0, "flip_fraction"])
-        write_results(folder, "patching", table, {"id": checkpoint.id, **summary}, figure)
+        result = patching.analyse(subject, examples, pairs=options.patching, seed=0)
+        cumulative = result.table[result.table["mode"] == "cumulative"].set_index("layer")
+        flip_fraction = float(cumulative.loc[0, "flip_fraction"])
+        result.write(folder, {"id": checkpoint.id, **result.summary, "flip_fraction": flip_fraction})

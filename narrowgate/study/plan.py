@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from narrowgate.grid.config import read_yaml
-from narrowgate.grid.schema import SAFE_NAME
+from narrowgate.core.files import read_yaml
+from narrowgate.core.schema import SAFE_NAME
 from narrowgate.study import schema
 from narrowgate.toy import FAMILY, ToyRecipe
 

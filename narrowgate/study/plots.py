@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from narrowgate.grid import write_atomic
+from narrowgate.core.files import write_atomic
 from narrowgate.study.plan import BASE, Study, level_name
 
 PLOTS_DIR = "plots"

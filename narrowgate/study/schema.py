@@ -2,7 +2,8 @@
 
 Recipe values (``base:`` and each factor's levels) are checked later, by building the ``ToyRecipe`` of
 every run (``plan.py``), so the study needs no change when the recipe gains a field. As in the grid's
-schema, values are taken as YAML gives them and a validation error names the file and the key.
+schema (helpers of ``narrowgate.core.schema``), values are taken as YAML gives them and a validation
+error names the file and the key.
 """
 
 from __future__ import annotations
@@ -12,17 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-from narrowgate.grid import schema as grid_schema
-from narrowgate.grid.schema import (
-    Entry,
-    ModelArgs,
-    Names,
-    Positive,
-    Text,
-    _check,
-    _is_int,
-    kind,
-)
+from narrowgate.core.schema import Entry, Names, Positive, Text, check, explain, is_int, kind, validate_file
+from narrowgate.grid.schema import ModelArgs
 
 # what a gate share needs: the image's effect (baseline - image_ablated) and the two knockouts of the gate
 REQUIRED_CONDITIONS = ("baseline", "gate_ablated", "gate_only", "image_ablated")
@@ -76,15 +68,15 @@ class StudyFile(Entry):
     factors: Annotated[dict[str, list[Any]], BeforeValidator(_factors)] = {}
     seeds: Annotated[
         Any,
-        _check(
-            lambda v: isinstance(v, list) and v and all(map(_is_int, v)), "expected a non-empty list of integers, got {value!r}"
+        check(
+            lambda v: isinstance(v, list) and v and all(map(is_int, v)), "expected a non-empty list of integers, got {value!r}"
         ),
-        _check(lambda v: len(set(v)) == len(v), "seeds must be distinct, got {value!r}"),
+        check(lambda v: len(set(v)) == len(v), "seeds must be distinct, got {value!r}"),
     ]
     conditions: Annotated[Names, BeforeValidator(_conditions)] = list(REQUIRED_CONDITIONS)
     tasks: Names = ["narrowgate_smoke_vqa"]
     limit: Annotated[
-        Any, _check(lambda v: v is None or (_is_int(v) and v >= 1), "expected a positive integer or null, got {value!r}")
+        Any, check(lambda v: v is None or (is_int(v) and v >= 1), "expected a positive integer or null, got {value!r}")
     ] = None
     model_args: ModelArgs = {"batch_size": 8}
     analyses: AnalysesEntry = AnalysesEntry()
@@ -94,12 +86,9 @@ class StudyFile(Entry):
 
 def validate(data: Any, path: Path) -> StudyFile:
     """``data`` as a StudyFile; a ValueError names the file, the first bad key and what it expected."""
-    return grid_schema.validate_file(StudyFile, data, path, _explain)
+    return validate_file(StudyFile, data, path, lambda error: explain(error, _valid_keys))
 
 
-def _explain(error: dict[str, Any]) -> str:
-    """The grid schema's message, except for an unknown key, whose valid keys are the study's."""
-    if error["type"] != "extra_forbidden":
-        return grid_schema._explain(error)
-    entry = AnalysesEntry if error["loc"][:1] == ("analyses",) else StudyFile
-    return f"{'.'.join(map(str, error['loc']))}: unknown key; valid keys here: {', '.join(entry.model_fields)}"
+def _valid_keys(loc: list[Any]) -> list[str]:
+    """The keys of the study-file mapping that holds the key at ``loc``."""
+    return list((AnalysesEntry if loc[:1] == ["analyses"] else StudyFile).model_fields)

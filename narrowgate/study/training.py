@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import narrowgate
-from narrowgate.grid import write_json_atomic
+from narrowgate.core.files import write_json_atomic
 from narrowgate.study.plan import Run, StudyError
 from narrowgate.toy import RECIPE_FILE
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from model_wrappers.registry import CONDITION_NAMES
+from model_wrappers.registry import condition_names
 from narrowgate_tasks import prompts, shapes
 
 from .recipe import FAMILY, RECIPE_FILE, REPORT_FILE, SPLITS, ToyRecipe
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from transformers import ChameleonForConditionalGeneration, ProcessorMixin
 
 # Every knockout condition (gate_randomized edits hidden states rather than attention edges).
-CONDITIONS: tuple[str, ...] = tuple(name for name in CONDITION_NAMES if name != "gate_randomized")
+CONDITIONS: tuple[str, ...] = tuple(name for name in condition_names() if name != "gate_randomized")
 
 
 def accuracy(
@@ -88,23 +88,17 @@ def measure(
 def smoke_accuracy(path: str | Path, conditions: Sequence[str] = CONDITIONS) -> dict[str, float]:
     """``narrowgate_smoke_vqa``'s VQA accuracy of the checkpoint at ``path`` through lmms-eval (the
     registered Chameleon wrapper, in process, float32 on the CPU), for each condition on one load."""
-    from lmms_eval import evaluator
-    from lmms_eval.tasks import TaskManager
-
     from interventions import make_condition
     from model_wrappers import load_model
-    from narrowgate.launcher import apply_filelock_workaround, tasks_dir
+    from narrowgate.core.evaluation import evaluate, task_manager
 
-    apply_filelock_workaround()
     task = "narrowgate_smoke_vqa"
-    manager = TaskManager("ERROR", include_path=tasks_dir(), include_defaults=False)
+    manager = task_manager("ERROR", model_name=FAMILY)
     lm = load_model(FAMILY, str(path), device="cpu", dtype="float32", batch_size=8)
     scores = {}
     for condition in conditions:
         lm.set_condition(make_condition(condition))
-        results = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=manager, verbosity="ERROR")
-        if results is None or task not in results.get("results", {}):
-            raise RuntimeError(f"lmms-eval returned no results for {task} under {condition}")
+        results = evaluate(lm, task, manager, verbosity="ERROR")
         scores[condition] = float(results["results"][task]["vqa_accuracy,none"])
     return scores
 

@@ -1,6 +1,6 @@
 """Tiny checkpoints of transformers architectures served by the generic ``auto`` family.
 
-Same recipe as the seven families' (``narrowgate.tiny``: word-level tokenizer, hidden size 64, 2 GQA
+Same recipe as the declared families' (``narrowgate.tiny.families``: word-level tokenizer, hidden size 64, 2 GQA
 layers, at most 64 image tokens), plus a chat template shaped like the published checkpoint's, since
 the ``auto`` family builds its prompts from the processor's chat template. The four architectures lay
 images out differently: Mistral 3 in Pixtral rows (``[IMG]``xw ``[IMG_BREAK]``, ``[IMG_END]``), InternVL
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from narrowgate.tiny import LLAMA_SPECIAL, QWEN_CHAT, QWEN_SPECIAL, TEXT, VIT, _clip_vision, _text, _tokenizer
+from narrowgate.tiny.sizes import TEXT, VIT, clip_vision, text_config
+from narrowgate.tiny.tokenizer import LLAMA_SPECIAL, QWEN_CHAT, QWEN_SPECIAL, word_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig, ProcessorMixin
@@ -43,7 +44,7 @@ def _mistral3() -> tuple[PreTrainedConfig, ProcessorMixin]:
     of at most 32 px (w, h <= 4)."""
     from transformers import Mistral3Config, PixtralImageProcessor, PixtralProcessor
 
-    tokenizer = _tokenizer(
+    tokenizer = word_tokenizer(
         LLAMA_SPECIAL, added=("[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]"), add_bos=True
     )
     size, patch = 32, 4
@@ -56,7 +57,7 @@ def _mistral3() -> tuple[PreTrainedConfig, ProcessorMixin]:
         chat_template=_chat("[INST]{content}[/INST]", "[IMG]", "", system="{{ bos_token }}"),
     )
     config = Mistral3Config(
-        text_config={"model_type": "mistral", **_text(tokenizer)},
+        text_config={"model_type": "mistral", **text_config(tokenizer)},
         vision_config={"model_type": "pixtral", "image_size": size, "patch_size": patch, "head_dim": 16, **VIT},
         image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"),
         spatial_merge_size=2,
@@ -70,7 +71,7 @@ def _internvl() -> tuple[PreTrainedConfig, ProcessorMixin]:
     by 2, Qwen2 text model (InternVL3)."""
     from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLProcessor, InternVLVideoProcessor
 
-    tokenizer = _tokenizer(
+    tokenizer = word_tokenizer(
         QWEN_SPECIAL,
         {
             "start_image_token": "<img>",
@@ -92,7 +93,7 @@ def _internvl() -> tuple[PreTrainedConfig, ProcessorMixin]:
         chat_template=_chat(CHATML["user"], "<IMG_CONTEXT>\n", CHATML["assistant"]),
     )
     config = InternVLConfig(
-        text_config={"model_type": "qwen2", **_text(tokenizer)},
+        text_config={"model_type": "qwen2", **text_config(tokenizer)},
         vision_config={"image_size": size, "patch_size": patch, **VIT},
         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
         image_seq_length=per_tile,
@@ -107,7 +108,7 @@ def _qwen2_5_vl() -> tuple[PreTrainedConfig, ProcessorMixin]:
     window attention in the vision tower, images of 16..32 px, N <= 16."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    tokenizer = _tokenizer(
+    tokenizer = word_tokenizer(
         QWEN_SPECIAL,
         {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
         added=("<|vision_start|>", "<|vision_end|>", *QWEN_CHAT),
@@ -133,7 +134,7 @@ def _qwen2_5_vl() -> tuple[PreTrainedConfig, ProcessorMixin]:
     )
     config = Qwen2_5_VLConfig(
         # mrope_section sums to head_dim / 2 = 8
-        text_config=_text(tokenizer, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3]}),
+        text_config=text_config(tokenizer, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3]}),
         vision_config={
             "depth": 2,
             "hidden_size": 32,
@@ -159,7 +160,7 @@ def _llava_next() -> tuple[PreTrainedConfig, ProcessorMixin]:
     feature per row; no end token, so the gate is the first token after the run."""
     from transformers import LlavaNextConfig, LlavaNextImageProcessor, LlavaNextProcessor
 
-    tokenizer = _tokenizer(LLAMA_SPECIAL, {"image_token": "<image>"}, add_bos=True)
+    tokenizer = word_tokenizer(LLAMA_SPECIAL, {"image_token": "<image>"}, add_bos=True)
     size, patch = 16, 4
     pinpoints = [[size, size], [size, 2 * size], [2 * size, size]]
     image_processor = LlavaNextImageProcessor(
@@ -174,8 +175,8 @@ def _llava_next() -> tuple[PreTrainedConfig, ProcessorMixin]:
         chat_template=_chat("USER: {content} ", "<image>\n", "ASSISTANT:"),
     )
     config = LlavaNextConfig(
-        text_config={"model_type": "llama", **_text(tokenizer)},
-        vision_config=_clip_vision(size, patch),
+        text_config={"model_type": "llama", **text_config(tokenizer)},
+        vision_config=clip_vision(size, patch),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_grid_pinpoints=pinpoints,
         vision_feature_select_strategy="default",
