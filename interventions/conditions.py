@@ -37,6 +37,15 @@ class Knockout:
     keys: tuple[int, ...]
     stop_query: int | None = None
 
+    @property
+    def first_changed(self) -> int | None:
+        """The first query row this knockout changes: none before its first query nor before its first
+        key (causality); None when it changes none (no key, or its queries stop before that)."""
+        if not self.keys:
+            return None
+        row = max(self.first_query, min(self.keys))
+        return row if self.stop_query is None or row < self.stop_query else None
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -163,6 +172,10 @@ def gate_randomized(condition: Condition, layout: Layout) -> tuple[Knockout, ...
     vector of the same norm (seeded per example): the gate's information is destroyed while every
     attention path stays open."""
     return ()
+
+
+# The paper's conditions (registered above); flows and the literature's presets follow.
+PAPER_CONDITIONS: tuple[str, ...] = tuple(CONDITIONS)
 
 
 @_register(options=(*KNOCKOUT_OPTIONS, "cut"))

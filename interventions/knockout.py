@@ -114,7 +114,7 @@ class Knockouts:
             _Rule(layout.row, ko.first_query, torch.tensor(ko.keys, dtype=torch.int64), min(ko.keys), ko.stop_query)
             for layout in layouts
             for ko in condition.knockouts(layout)
-            if ko.keys and (ko.stop_query is None or ko.stop_query > max(ko.first_query, min(ko.keys)))
+            if ko.first_changed is not None
         ]
         heads = condition.head_indices(num_heads)
         self.heads = None if heads is None or len(heads) == num_heads else _Heads(heads, num_heads)
