@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_wrappers import BIN, SMOKE, evaluate, raw_response, read_samples, run, smoke_task
+from test_wrappers import (
+    BIN,
+    SMOKE,
+    evaluate,
+    raw_response,
+    read_samples,
+    run,
+    smoke_task,
+)
 from tiny_cases import TINY_CASES, Tiny
 
 from interventions import intervene, make_condition
