@@ -1,6 +1,6 @@
 """lmms-eval model wrappers on the tiny checkpoints of every family, end to end.
 
-Through the real ``lmms_eval`` console script (one run per family, run two at a time): every family's
+Through the real ``lmms_eval`` console script (one run per family, all in one ``--config`` call): every family's
 ``image_ablated`` model writes results and samples, and every sample equals the intervention engine's
 own ``generate`` on the prompt and example key recorded in that sample's audit. In process
 (``simple_evaluate``, same weights, conditions switched with ``set_condition``): every condition equals
@@ -17,7 +17,6 @@ import re
 import subprocess
 import sys
 import textwrap
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from narrowgate.tiny import TINY_FAMILIES
 SMOKE = "narrowgate_smoke_vqa"
 LIMIT = 4
 BIN = Path(sys.executable).parent
-# CLI runs go two at a time on a 2-core machine: one thread each (torchrun sets the same itself).
+# CLI runs: one thread each, as in the test process (torchrun sets the same itself).
 ENV = {
     **os.environ,
     "HF_HUB_OFFLINE": "1",
@@ -370,25 +369,25 @@ def test_multi_round_is_not_supported(tiny_dir):
 
 @pytest.fixture(scope="module")
 def cli_runs(tiny_dir, tmp_path_factory):
-    """``lmms_eval --model <family>_image_ablated ... --limit 4 --log_samples`` for every family."""
+    """``lmms_eval --model <family>_image_ablated ... --limit 4 --log_samples`` for every family: one
+    real ``lmms_eval`` process (``--config`` with one run per family), so the slow imports are paid once."""
+    import yaml
+
     root = tmp_path_factory.mktemp("cli")
-    checkpoints = {family: tiny_dir(family) for family in FAMILIES}  # written before the runs start
-
-    def one(family):
-        output = root / family
-        command = [
-            str(BIN / "lmms_eval"),
-            "--model", f"{family}_image_ablated",
-            "--model_args", f"pretrained={checkpoints[family]}",
-            "--tasks", SMOKE,
-            "--limit", str(LIMIT),
-            "--output_path", str(output),
-            "--log_samples",
-        ]  # fmt: skip
-        return family, (run(command, cwd=root), output)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(pool.map(one, FAMILIES))
+    runs = [
+        {
+            "model": f"{family}_image_ablated",
+            "model_args": f"pretrained={tiny_dir(family)}",
+            "tasks": SMOKE,
+            "limit": LIMIT,
+            "output_path": str(root / family),
+            "log_samples": True,
+        }
+        for family in FAMILIES
+    ]
+    (root / "runs.yaml").write_text(yaml.safe_dump(runs))
+    result = run([str(BIN / "lmms_eval"), "--config", str(root / "runs.yaml")], cwd=root, timeout=900)
+    return {family: (result, root / family) for family in FAMILIES}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -215,7 +215,7 @@ def _run_cell(
         on_cell_start(cell, partial)
 
     model_name, model_args = lmms_eval_model(cell, pretrained)
-    task_manager.model_name = model_name  # the tasks' per-model prompt variants (lmms_eval_specific_kwargs), as the CLI
+    manager.model_name = model_name  # the tasks' per-model prompt variants (lmms_eval_specific_kwargs), as the CLI
     tracker = EvaluationTracker(output_path=str(partial))
     datetime_str = get_datetime_str()
     # Caption tasks write their submission files under cli_args.output_path; the rest mirrors the CLI.
