@@ -1,9 +1,11 @@
-"""The embedded default: the smoke grid (tiny random checkpoints x every condition x the smoke tasks)
-and its leaderboard, fully offline, in a few minutes on a laptop CPU.
+"""The embedded default: two toy Chameleons x every condition x the smoke tasks, then the leaderboard,
+fully offline, in a few minutes on a laptop CPU.
 
-The grid is the repository's ``configs/smoke.yaml`` (the one file that defines it; ``--config`` runs
-another). Rerunning resumes: finished cells are kept. The tiny models have random weights, so the
-numbers only show that every piece runs end to end, not anything about the narrow gate.
+The toys are small real Chameleon models trained on a synthetic shapes world and shipped with
+narrowgate: one reads the image through many tokens, the other (trained under gate_only) only
+through its gate, so the leaderboard shows both patterns: "no gate" and "a narrow gate". The grid is
+the repository's ``configs/smoke.yaml`` (``--config`` runs another). Rerunning resumes: finished
+cells are kept.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--config", default=str(SMOKE_CONFIG), help="grid config (default the repository's configs/smoke.yaml)"
     )
     parser.add_argument("--limit", type=int, default=None, help="documents per task (default: the config's)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the libraries' progress bars and output (default: OUTPUT/grid.log)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from narrowgate import leaderboard
     from narrowgate.grid import ConfigError, load_config, run_grid, set_log_level
     from narrowgate_tasks.java import JavaMissingError
+    from narrowgate_tasks.sources import DataMissingError
 
     set_log_level("WARNING")
 
@@ -44,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     output = Path(args.output)
     try:
-        report = run_grid(load_config(config_path), output, limit=args.limit)
-    except (ConfigError, JavaMissingError) as error:
+        report = run_grid(load_config(config_path), output, limit=args.limit, verbose=args.verbose)
+    except (ConfigError, JavaMissingError, DataMissingError) as error:
         print(f"narrowgate demo: {error}", file=sys.stderr)
         return 2
     board = leaderboard.build(output)

@@ -9,8 +9,15 @@ Differences from lmms-eval 0.7.3's ``lmms-eval`` / ``python -m lmms_eval``:
   renamed ``filelock._core``);
 - before any model loads: an unknown narrowgate model name (``chameleon_gate_ablate``) or
   ``condition=`` fails at once, listing the valid ones, and caption tasks whose ``*_ptb`` metrics need
-  Java fail when Java is missing (``narrowgate_tasks.java``); every other name goes to lmms-eval as is;
-- an error wrapped by lmms-eval's retries (``RetryError[<Future ...>]``) is reported as its cause;
+  Java fail when Java is missing (``narrowgate_tasks.java``), and every data source the tasks need that
+  is missing is listed with where to put it (``narrowgate_tasks.sources.check_data``); every other name
+  goes to lmms-eval as is;
+- SIGINT/SIGTERM stop the run within seconds, with its Java scorers, and print one line
+  (``narrowgate.core.interrupt``);
+- an error wrapped by lmms-eval's retries (``RetryError[<Future ...>]``) is reported as its cause, a
+  damaged safetensors file by its path; a refusal (a ValueError or OSError: wrong input, missing file or
+  data, an unsupported model) is one line, without lmms-eval's traceback unless ``--verbosity DEBUG``
+  or ``LOGLEVEL=DEBUG``;
 - the exit status is non-zero when a run failed, a requested task has no results or a metric is NaN
   (lmms-eval catches the exception, prints it and exits 0).
 
@@ -27,7 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from narrowgate.core.evaluation import apply_filelock_workaround, plain_error, tasks_dir
+from narrowgate.core.checkpoints import name_corrupt_file
+from narrowgate.core.console import verbose_requested
+from narrowgate.core.evaluation import apply_filelock_workaround, is_refusal, plain_error, tasks_dir
+from narrowgate.core.interrupt import signal_of, stop_on_signals
 
 
 def include_paths(given: str | list[str] | None) -> list[str]:
@@ -56,6 +66,14 @@ def check_model(name: str, model_args: str | dict | None) -> None:
         raise ValueError(
             f"unknown condition {condition!r} in --model_args; valid conditions: {', '.join(condition_names())}"
         )
+
+
+def pretrained_of(model_args: str | dict | None) -> str | None:
+    """The ``pretrained=`` of ``--model_args``, if any."""
+    from lmms_eval.utils import simple_parse_args_string
+
+    parsed = model_args if isinstance(model_args, dict) else simple_parse_args_string(model_args or "")
+    return None if parsed.get("pretrained") is None else str(parsed["pretrained"])
 
 
 def missing_outputs(args: Any, results: dict | None, started: float) -> list[str]:
@@ -127,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import lmms_eval.__main__ as lmms_cli
 
+    from narrowgate_tasks.catalog import expand
     from narrowgate_tasks.java import check_java
+    from narrowgate_tasks.sources import check_data
 
     rank = int(os.environ.get("RANK", "0"))
     failures: list[str] = []
@@ -139,11 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         args.include_path = include_paths(args.include_path)
         try:
             check_model(args.model, args.model_args)
-            check_java((args.tasks or "").split(","))
+            requested = (args.tasks or "").split(",")
+            check_java(requested)
+            check_data(expand(requested))
             results, samples = evaluate_one(args)
         except Exception as error:
-            shown = plain_error(error)
+            shown = name_corrupt_file(plain_error(error), pretrained_of(args.model_args))
             failures.append(f"{args.model} on {args.tasks}: {type(shown).__name__}: {shown}")
+            if is_refusal(shown) and not verbose_requested(str(args.verbosity).upper() == "DEBUG"):
+                return None, None  # its one line is printed at the end; lmms-eval would add a traceback
             if shown is error:
                 raise
             raise shown from None
@@ -156,7 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     lmms_cli.cli_evaluate_single = observed
     sys.argv = ["lmms_eval", *argv]
     try:
-        lmms_cli.cli_evaluate()
+        with stop_on_signals():
+            lmms_cli.cli_evaluate()
+    except KeyboardInterrupt as stop:
+        received = signal_of(stop)
+        print(
+            f"lmms_eval: interrupted by {received.name}; lmms-eval writes a run's files only when it ends, so "
+            f"rerun the command (runs that ended are under --output_path)",
+            file=sys.stderr,
+        )
+        return 128 + received.value
     finally:
         lmms_cli.cli_evaluate_single = evaluate_one
     for failure in failures:

@@ -12,22 +12,17 @@ authors' score, pure Python) and no ``*_ptb`` value at all, never a made-up one.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import shutil
 from collections.abc import Iterable
-from functools import cache
-from pathlib import Path
 
-import yaml
-
+from narrowgate_tasks import catalog
 from narrowgate_tasks.metrics import PTB_METRICS
 
 SKIP_ENV = "NARROWGATE_SKIP_PTB"
-TASKS_DIR = Path(__file__).parent
 
 
-class JavaMissingError(RuntimeError):
+class JavaMissingError(FileNotFoundError):
     """Java is needed by the requested tasks' ``*_ptb`` metrics but is not on the PATH."""
 
 
@@ -58,37 +53,9 @@ def check_java(requested: Iterable[str]) -> None:
 def ptb_tasks(requested: Iterable[str]) -> list[str]:
     """narrowgate's tasks among ``requested`` (groups expanded, shell patterns matched) that report
     ``*_ptb`` metrics; names that are not narrowgate's are ignored."""
-    tasks, groups = _index()
-    found: dict[str, None] = {}
-    for pattern in requested:
-        for name in [*fnmatch.filter(groups, pattern), *fnmatch.filter(tasks, pattern)]:
-            found.update(dict.fromkeys(t for t in groups.get(name, [name]) if tasks.get(t)))
-    return list(found)
-
-
-class _Loader(yaml.SafeLoader):
-    """safe_load that reads lmms-eval's ``!function`` tags as plain strings (nothing is imported)."""
-
-
-_Loader.add_multi_constructor("!", lambda loader, suffix, node: loader.construct_scalar(node))
-
-
-@cache
-def _index() -> tuple[dict[str, bool], dict[str, list[str]]]:
-    """(task -> has *_ptb metrics, group -> its tasks) from the YAMLs of this folder."""
-
-    def config(path: Path) -> dict:
-        data = yaml.load(path.read_text(), Loader=_Loader) or {}
-        included = data.pop("include", None)
-        return {**config(TASKS_DIR / included), **data} if included else data
-
-    tasks: dict[str, bool] = {}
-    groups: dict[str, list[str]] = {}
-    for path in sorted(TASKS_DIR.glob("*.yaml")):
-        data = config(path)
-        if "group" in data:
-            groups[data["group"]] = list(data.get("task", []))
-        elif "task" in data:
-            metrics = {entry.get("metric") for entry in data.get("metric_list", [])}
-            tasks[data["task"]] = bool(metrics & set(PTB_METRICS))
-    return tasks, groups
+    tasks, _ = catalog.index()
+    return [
+        task
+        for task in catalog.expand(requested)
+        if {entry.get("metric") for entry in tasks[task].get("metric_list", [])} & set(PTB_METRICS)
+    ]

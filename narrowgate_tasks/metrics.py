@@ -26,6 +26,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -126,6 +127,21 @@ def coco_caption_scores(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> 
     return dict(_coco_caption_scores(tuple(preds), tuple(tuple(r) for r in refs)))
 
 
+@contextmanager
+def _stopped_after(meteor):
+    """pycocoevalcap's METEOR, its Java process stopped on the way out. Its ``__del__`` waits on a lock
+    that an interrupted ``compute_score`` still holds: after Ctrl-C the process would hang there."""
+    try:
+        yield meteor
+    finally:
+        meteor.meteor_p.kill()
+        meteor.meteor_p.wait()
+        with suppress(OSError):  # a pipe to a killed process; __del__ closes it again
+            meteor.meteor_p.stdin.close()
+        if meteor.lock.locked():
+            meteor.lock.release()
+
+
 @lru_cache(maxsize=4)  # lmms-eval aggregates each of the four metrics separately over the same items
 def _coco_caption_scores(preds: tuple[str, ...], refs: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, float], ...]:
     from pycocoevalcap.bleu.bleu import Bleu
@@ -148,7 +164,8 @@ def _coco_caption_scores(preds: tuple[str, ...], refs: tuple[tuple[str, ...], ..
                 f"the PTB tokenizer (Java) returned {n_back} of {n_given} {what}; check `java -version`"
             )
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    meteor, _ = Meteor().compute_score(gts, res)
+    with _stopped_after(Meteor()) as scorer:
+        meteor, _ = scorer.compute_score(gts, res)
     rouge, _ = Rouge().compute_score(gts, res)
     cider, _ = Cider().compute_score(gts, res)
     return (

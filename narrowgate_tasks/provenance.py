@@ -39,6 +39,10 @@ def documents(task: str, id_column: str) -> Callable:
         def process_docs(placeholder: datasets.Dataset) -> datasets.Dataset:
             sources.LOADED.clear()
             docs = fn(placeholder)
+            loaded = {(s["hub_id"], s["split"]) for s in sources.LOADED if "hub_id" in s}
+            declared = {(s.hub_id, s.split) for s in sources.TASK_SOURCES.get(task, ())}
+            if loaded != declared:  # check_data, before any model loads, checks what TASK_SOURCES declares
+                raise RuntimeError(f"{task} loaded {sorted(loaded)} but sources.TASK_SOURCES declares {sorted(declared)}")
             ids = docs[id_column]
             primary = sources.LOADED[0]
             RECORDS[task] = {

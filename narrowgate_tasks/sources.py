@@ -13,18 +13,24 @@ which must hold either
 - that split's parquet files, named so that their paths sort in the hub's row order (as the hub's
   shard names do), subfolders included.
 
-A missing copy is an error naming the folder, never a silent download. Nothing installed is edited.
+Importing this module does not import ``datasets``. A missing copy is an error naming the folder, never a silent download. Nothing installed is edited.
+``check_data`` runs before any model loads (the grid, the ``lmms_eval`` launcher): it lists every
+source the requested tasks need that is missing, with where to put it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
 
 ENV_VAR = "NARROWGATE_DATA_DIR"
+LAYOUTS = "a save_to_disk folder of that split, or its parquet files in row order"
 PACKAGE_DATA = Path(__file__).parent / "data"
 
 # What the current process_docs hook loaded, in order (read by ``provenance.documents``).
@@ -44,6 +50,9 @@ class Source:
     def local_dir(self, root: str | os.PathLike) -> Path:
         return Path(root) / self.hub_id / self.split
 
+    def data_files_map(self) -> dict[str, str] | None:
+        return {self.split: self.data_files} if self.data_files else None
+
 
 # VQAv2 validation, 214,354 questions in the official question-file order. The authors' code loads this
 # copy (paper_experiments/Tab1_AblationVQA.py: "lmms-lab/VQAv2"; HuggingFaceM4/VQAv2 commented out).
@@ -56,19 +65,87 @@ COCO2014_VAL_IMAGES = Source("lmms-lab/COCO-Caption", "val", data_files="data/va
 # no longer runs (datasets >= 4), so the hub's own parquet export of that script's output is read.
 FLICKR30K_TEST = Source("nlphuji/flickr30k", "test", data_files="TEST/test/*.parquet", revision="refs/convert/parquet")
 
+# What each task's process_docs hook loads (``provenance.documents`` checks it against what it did load).
+# The smoke tasks read packaged files.
+TASK_SOURCES: dict[str, tuple[Source, ...]] = {
+    "narrowgate_vqav2": (VQAV2_VALIDATION,),
+    "narrowgate_vqav2_full": (VQAV2_VALIDATION,),
+    "narrowgate_coco_cap": (COCO_KARPATHY_TEST, COCO2014_VAL_IMAGES),
+    "narrowgate_coco_cap_full": (COCO_KARPATHY_TEST, COCO2014_VAL_IMAGES),
+    "narrowgate_flickr30k": (FLICKR30K_TEST,),
+    "narrowgate_flickr30k_full": (FLICKR30K_TEST,),
+}
+
+
+class DataMissingError(FileNotFoundError):
+    """A source a task needs is neither in ``$NARROWGATE_DATA_DIR`` nor reachable on the hub."""
+
+
+def check_data(tasks: Iterable[str]) -> None:
+    """Before any model loads: every source of ``tasks`` (narrowgate task names; others are ignored) is
+    there. One DataMissingError lists all that are missing and where each belongs. Without
+    ``$NARROWGATE_DATA_DIR`` the hub (or, offline, the datasets cache) must know each source; only its
+    metadata is read here, nothing is downloaded."""
+    needed: dict[Source, list[str]] = {}
+    for task in tasks:
+        for source in TASK_SOURCES.get(task, ()):
+            needed.setdefault(source, []).append(task)
+    root = os.environ.get(ENV_VAR)
+    problems = {source: local_problem(source, root) if root else hub_problem(source) for source in needed}
+    missing = [f"  - {s.hub_id} split {s.split!r} (for {', '.join(needed[s])}): {p}" for s, p in problems.items() if p]
+    if not missing:
+        return
+    if root:
+        fix = f"put in each folder {LAYOUTS} (see narrowgate_tasks/sources.py), or unset {ENV_VAR}"
+    else:
+        example = next(s for s, p in problems.items() if p).local_dir("ROOT")
+        fix = (
+            f"set {ENV_VAR}=ROOT and put each one at ROOT/<hub id>/<split>/ (e.g. {example}/): {LAYOUTS}; "
+            f"or let the hub be reached (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE unset, `huggingface-cli login` "
+            f"for gated data)"
+        )
+    raise DataMissingError("data the tasks need is missing (no model was loaded):\n" + "\n".join(missing) + "\n" + fix)
+
+
+def local_problem(source: Source, root: str | os.PathLike) -> str | None:
+    """Why ``source``'s local copy under ``root`` cannot be read (None: it can)."""
+    folder = source.local_dir(root)
+    if not folder.is_dir():
+        return f"{ENV_VAR}={root} but {folder} does not exist"
+    if not (folder / "state.json").is_file() and not any(folder.rglob("*.parquet")):
+        return f"{folder} holds neither a save_to_disk dataset (state.json) nor .parquet files"
+    return None
+
+
+def hub_problem(source: Source) -> str | None:
+    """Why the hub (or, offline, the datasets cache) cannot give ``source`` (None: it can)."""
+    import datasets
+
+    try:
+        datasets.load_dataset_builder(source.hub_id, data_files=source.data_files_map(), revision=source.revision)
+    except Exception as error:  # offline without a cached copy, gated, unknown, no network
+        offline = " (the hub is offline and the datasets cache has no copy)" if datasets.config.HF_HUB_OFFLINE else ""
+        return f"{type(error).__name__}: {error}{offline}"
+    return None
+
 
 def load_source(source: Source) -> datasets.Dataset:
     """The split ``source`` names: from ``$NARROWGATE_DATA_DIR`` when set, else from the hub (cached)."""
+    import datasets
+
     root = os.environ.get(ENV_VAR)
     if root:
         ds = load_local(source, root)
     else:
-        ds = datasets.load_dataset(
-            source.hub_id,
-            data_files={source.split: source.data_files} if source.data_files else None,
-            revision=source.revision,
-            split=source.split,
-        )
+        try:
+            ds = datasets.load_dataset(
+                source.hub_id, data_files=source.data_files_map(), revision=source.revision, split=source.split
+            )
+        except (ConnectionError, FileNotFoundError) as error:  # offline, unknown or gated
+            raise DataMissingError(
+                f"{source.hub_id} split {source.split!r} could not be loaded from the hub: {error}; with a local "
+                f"copy, set {ENV_VAR}=ROOT and put at {source.local_dir('ROOT')}/ {LAYOUTS}"
+            ) from error
     LOADED.append(
         {
             "hub_id": source.hub_id,
@@ -85,27 +162,25 @@ def load_source(source: Source) -> datasets.Dataset:
 
 def load_local(source: Source, root: str | os.PathLike) -> datasets.Dataset:
     """``source``'s local copy under ``root`` (layouts in the module docstring)."""
-    folder = source.local_dir(root)
-    expected = (
-        f"a local copy of {source.hub_id} split {source.split!r}: a save_to_disk folder of that split, "
-        f"or its parquet files in row order"
-    )
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"{ENV_VAR}={root} but {folder} does not exist; put there {expected} (or unset {ENV_VAR})"
+    import datasets
+
+    problem = local_problem(source, root)
+    if problem is not None:
+        raise DataMissingError(
+            f"{problem}; put there a local copy of {source.hub_id} split {source.split!r}: {LAYOUTS} "
+            f"(or unset {ENV_VAR})"
         )
+    folder = source.local_dir(root)
     if (folder / "state.json").is_file():
         return datasets.load_from_disk(str(folder))
     parquet = sorted(folder.rglob("*.parquet"))
-    if not parquet:
-        raise FileNotFoundError(
-            f"{folder} holds neither a save_to_disk dataset (state.json) nor .parquet files; put there {expected}"
-        )
     return datasets.load_dataset("parquet", data_files=[str(path) for path in parquet], split="train")
 
 
 def load_packaged(name: str) -> datasets.Dataset:
     """A fixture data set shipped in the package (``data/smoke/<name>.parquet``, see ``make_smoke_data``)."""
+    import datasets
+
     path = PACKAGE_DATA / "smoke" / f"{name}.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; regenerate it with `python -m narrowgate_tasks.make_smoke_data`")

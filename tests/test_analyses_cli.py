@@ -16,7 +16,7 @@ from narrowgate.tiny import TINY_FAMILIES
 
 SMALL = {
     "attention": [],
-    "gap": ["--min-cluster-size", "2"],
+    "gap": ["--z", "2.5"],
     "overlap": ["--k", "3"],
     "patching": ["--pairs", "3"],
     "locate": ["--pairs", "3"],
@@ -33,7 +33,10 @@ def test_every_analysis_runs_from_the_cli_on_every_family(tiny_dir, tmp_path, fa
         summary = json.loads((tmp_path / f"{name}.json").read_text())
         assert len(table) and summary["family"] == family and summary["n"] == 6, name
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
-    assert "located gate:" in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert said.split("\n")[0] and not said.startswith("narrowgate analyze"), f"{name} printed no summary: {said}"
+    assert set(pd.read_csv(tmp_path / "progressive.csv").condition) == {"baseline", "gate_ablated", "gate_only"}
+    assert json.loads((tmp_path / "gap.json").read_text())["z"] == 2.5
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
@@ -43,6 +46,38 @@ def test_an_analysis_runs_under_a_condition_and_records_it(tiny_dir, tmp_path):
     summary = json.loads((tmp_path / "attention.json").read_text())
     assert summary["condition"]["name"] == "gate_ablated" and summary["condition"]["layers"] == "last:1"
     assert summary["gate_share_by_layer"][-1] == 0 and summary["gate_share_by_layer"][0] > 0
+
+
+def test_progressive_takes_other_conditions(tiny_dir, tmp_path):
+    args = ["analyze", "progressive", "--model", str(tiny_dir("chameleon")), "--family", "chameleon", "-n", "6", "--k", "2"]
+    assert cli.main([*args, "--output", str(tmp_path), "--conditions", "image_ablated"]) == 0
+    assert set(pd.read_csv(tmp_path / "progressive.csv").condition) == {"baseline", "image_ablated"}
+
+
+def test_figures_name_the_model_condition_and_n_with_integer_layer_ticks(tiny_dir):
+    from interventions import make_condition
+    from narrowgate.analyses import attention, gap, overlap, patching
+    from narrowgate.analyses.data import load_examples
+    from narrowgate.analyses.subject import Subject
+
+    subject = Subject("chameleon", str(tiny_dir("chameleon")), device="cpu", dtype="float32", batch_size=4)
+    examples = load_examples("shapes", 6)
+    condition = make_condition("gate_ablated", layers="last:1")
+    results = [
+        attention.analyse(subject, examples, condition),
+        gap.analyse(subject, examples, condition),
+        overlap.analyse(subject, examples, condition, k=2),
+        patching.analyse(subject, examples, condition, pairs=3),
+    ]
+    for result in results:
+        figure = result.figure
+        heading = figure._suptitle.get_text() if figure._suptitle else figure.axes[0].get_title()
+        assert subject.name in heading and "gate_ablated layers last:1" in heading and "n=" in heading, heading
+        assert "/" not in heading, heading
+        for ax in figure.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), (result.name, ticks)
+        assert result.report, result.name
 
 
 def test_folder_data_from_the_data_dir(tiny_dir, tmp_path, monkeypatch):

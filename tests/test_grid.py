@@ -74,6 +74,19 @@ def test_smoke_config_covers_every_paper_condition():
     # offline: every model is a tiny checkpoint or a folder that exists (the shipped toy model)
     assert all(m.tiny_seed is not None or Path(m.pretrained).is_dir() for m in config.models)
     assert any(c.repeated for c in config.conditions)
+    # the planted toy cannot caption (trained on questions only): the demo leaves its caption cells out
+    tasks = {(c.model.name, c.task) for c in config.cells()}
+    assert ("toy-chameleon-planted", "narrowgate_smoke_caption") not in tasks
+    assert {("toy-chameleon", t) for t in config.tasks} | {("toy-chameleon-planted", "narrowgate_smoke_vqa")} == tasks
+
+
+def test_a_model_runs_a_subset_of_the_tasks():
+    tasks = ["narrowgate_smoke_vqa", "narrowgate_smoke_caption"]
+    config = parse_config(config_with(tasks=tasks, models__0__tasks=["narrowgate_smoke_caption"]), Path("x.yaml"))
+    assert {c.task for c in config.cells()} == {"narrowgate_smoke_caption"}
+    assert [c.order[2] for c in config.cells()][:1] == [1]  # the task keeps its column
+    with pytest.raises(ConfigError, match=r"models\[0\]\.tasks: narrowgate_vqav2 not among the grid's tasks"):
+        parse_config(config_with(models__0__tasks=["narrowgate_vqav2"]), Path("x.yaml"))
 
 
 def test_cells_ids_and_order():
@@ -337,10 +350,11 @@ def test_failed_cells_are_recorded_and_the_exit_code_is_nonzero(tmp_path, capsys
         limit: 2
         conditions: [baseline, gate_ablated]
         models:
-          - {name: missing, family: chameleon, pretrained: ./no-such-checkpoint}
+          - {name: missing, family: chameleon, pretrained: ./empty-checkpoint}
           - {name: tiny, family: chameleon, tiny: true}
     """)
     )
+    (tmp_path / "empty-checkpoint").mkdir()  # a folder without a model: the load fails
     out = tmp_path / "out"
     assert main(["grid", str(path), "--output", str(out), "--only", "missing/*", "--only", "tiny/baseline/*"]) == 1
     cells = {c["cell"]: c for c in json.loads((out / "grid.json").read_text())["cells"]}
@@ -348,8 +362,9 @@ def test_failed_cells_are_recorded_and_the_exit_code_is_nonzero(tmp_path, capsys
         f"{m}/{c}/narrowgate_smoke_vqa" for m in ("missing", "tiny") for c in ("baseline", "gate_ablated")
     ]
     assert [c["status"] for c in cells.values()] == ["failed", "failed", "done", "pending"]  # the last: not selected
-    assert "no-such-checkpoint" in cells["missing/baseline/narrowgate_smoke_vqa"]["error"]
-    assert "2 cell(s) failed" in capsys.readouterr().err
+    assert "empty-checkpoint" in cells["missing/baseline/narrowgate_smoke_vqa"]["error"]
+    err = capsys.readouterr().err
+    assert "2 cell(s) failed" in err and err.count("FAILED loading missing: ") == 1
 
 
 def test_unknown_task_fails_before_loading_models(tmp_path):
@@ -480,4 +495,95 @@ def test_gate_share_of_the_smoke_grid(smoke_reference):
     assert share.bypass.ratio == pytest.approx(
         leaderboard.gate_share(scores["baseline"], scores["gate_only"], scores["image_ablated"]).ratio
     )
-    assert share.image_effect > 0  # cutting the image off costs the trained toy model accuracy
+    assert share.image_effect.ci_low > 0  # cutting the image off costs the trained toy model accuracy
+
+
+def test_a_copied_config_with_broken_paths_is_one_error_before_anything_runs(tmp_path, capsys):
+    """configs/smoke.yaml copied elsewhere: its ../ paths resolve against the copy's folder, where there is
+    no checkpoint; one config error names both folders, nothing is evaluated or written."""
+    copy = tmp_path / "elsewhere" / "smoke.yaml"
+    copy.parent.mkdir()
+    copy.write_text((REPO / "configs" / "smoke.yaml").read_text())
+    assert main(["grid", str(copy), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("narrowgate grid:") == 1 and "FAILED" not in err, err
+    for name in ("toy_chameleon", "toy_chameleon_planted"):
+        assert f"{tmp_path}/narrowgate/assets/{name}" in err
+    assert f"relative to the config file's folder {tmp_path}/elsewhere" in err
+    assert not (tmp_path / "out").exists()
+
+
+TOY = REPO / "narrowgate" / "assets" / "toy_chameleon"
+
+
+def toy_config(tmp_path: Path, pretrained: Path = TOY) -> Path:
+    path = tmp_path / "toy.yaml"
+    path.write_text(
+        "tasks: [narrowgate_smoke_vqa]\nlimit: 2\nconditions: [baseline, gate_ablated]\n"
+        f"models: [{{name: toy, family: chameleon, pretrained: {pretrained}}}]\n"
+    )
+    return path
+
+
+def test_one_line_per_cell_and_the_libraries_output_in_the_log(tmp_path, capfd):
+    out = tmp_path / "out"
+    assert main(["grid", str(toy_config(tmp_path)), "--output", str(out)]) == 0
+    lines = capfd.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "[grid] loading toy (chameleon",
+        "[grid] 1/2 toy/baseline/narrowgate_smoke_vqa",
+        "[grid] 2/2 toy/gate_ablated/narrowgate_smoke_vqa",
+        f"2/2 cells done in {out}",
+    ], lines
+    assert "chameleon generate (" in (out / "grid.log").read_text()  # the progress bars went to the log
+
+
+def test_the_time_left_comes_from_measured_cells_of_the_same_kind():
+    """Conditions generated together: the first cell of a model and task computes every condition's
+    answers (slow), the others read them (fast); each cell left is expected to take what its kind took."""
+    from narrowgate.grid.runner import Clock
+
+    config = parse_config(
+        {**VALID, "tasks": ["a", "b"], "conditions": ["baseline", "gate_ablated", "gate_only", "image_ablated"]},
+        Path("x.yaml"),
+    )
+    cells = config.cells()
+    by_id = {c.id: c for c in cells}
+    clock = Clock(cells, sequential=False)
+    assert clock.left() == ""  # nothing measured yet
+    clock.done(by_id["tiny-chameleon/baseline/a"], 100.0)  # first of task a: every condition generated
+    clock.done(by_id["tiny-chameleon/baseline/b"], 80.0)  # first of task b
+    clock.done(by_id["tiny-chameleon/gate_ablated/a"], 2.0)
+    # left: 2 more of a (2 s each), 3 of b (their kind unmeasured: the mean of the cells that follow, 2 s)
+    assert clock.left() == " (about 10 s left)"
+    sequential = Clock(cells, sequential=True)
+    sequential.done(cells[0], 30.0)
+    assert sequential.left() == f" (about {30 * 7 / 60:.1f} min left)"  # every cell generates on its own
+
+
+def test_a_damaged_weight_file_is_named_in_one_line(tmp_path, capfd):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(TOY, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(b"\xff" * 8 + weights.read_bytes()[8:4000])  # a header length past the end
+    out = tmp_path / "out"
+    assert main(["grid", str(toy_config(tmp_path, damaged)), "--output", str(out)]) == 1
+    err = capfd.readouterr().err
+    assert f"FAILED loading toy: CorruptCheckpointError: damaged weight file(s) in {damaged}: {weights} (" in err
+    assert "Traceback" not in err and err.count("FAILED") == 1, err
+    assert main(["grid", str(toy_config(tmp_path, damaged)), "--output", str(out), "--verbose"]) == 1
+    assert "Traceback (most recent call last)" in capfd.readouterr().err
+
+
+def test_help_is_for_users_and_keeps_its_layout(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "configure(parser)" not in top and "narrowgate demo " in top
+    with pytest.raises(SystemExit):
+        main(["grid", "--help"])
+    grid = capsys.readouterr().out
+    assert "\n    tasks: [narrowgate_vqav2, ...]            lmms-eval task names" in grid  # the example as written
+    assert "``" not in grid

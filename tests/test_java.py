@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,76 @@ def test_grid_refuses_before_any_model_loads(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert f"narrowgate grid: Java is not on the PATH, but task(s) {CAPTION} reports" in err
     assert "no-such-checkpoint" not in err and not (tmp_path / "out").exists()
-    monkeypatch.setenv(java.SKIP_ENV, "1")  # the switch: the grid goes on (and fails on the checkpoint)
-    assert main(["grid", str(config), "--output", str(tmp_path / "out")]) == 1
-    assert "no-such-checkpoint" in capsys.readouterr().err
+    monkeypatch.setenv(java.SKIP_ENV, "1")  # the switch: the grid goes on (and stops at the checkpoint)
+    assert main(["grid", str(config), "--output", str(tmp_path / "out")]) == 2
+    assert "no checkpoint folder at m: " in capsys.readouterr().err
+
+
+TOY = Path(__file__).resolve().parents[1] / "narrowgate" / "assets" / "toy_chameleon"
+
+
+def java_children(process, named: str = "") -> list:
+    """The Java processes under ``process`` whose command line contains ``named`` (ended ones left out)."""
+    import psutil
+
+    found = []
+    for child in process.children(recursive=True):
+        with suppress(psutil.Error):  # ended meanwhile
+            if child.name() == "java" and named in " ".join(child.cmdline()):
+                found.append(child)
+    return found
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_while_meteor_scores_stops_at_once_and_the_rerun_finishes_the_rest(tmp_path, signal_name):
+    """The signal reaches the grid's process alone (a scheduler's SIGTERM, or ``kill -INT``) while
+    pycocoevalcap's METEOR (Java) scores the captions: the process exits within 30 s with one line saying
+    how to resume, no Java process is left, and a rerun evaluates only the unfinished cell."""
+    import signal
+    import time
+
+    import psutil
+
+    config = tmp_path / "grid.yaml"
+    config.write_text(
+        "tasks: [narrowgate_smoke_vqa, narrowgate_smoke_caption]\nlimit: 4\nconditions: [baseline]\n"
+        f"models: [{{name: toy, family: chameleon, pretrained: {TOY}, model_args: {{batch_size: 4}}}}]\n"
+    )
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "narrowgate.cli", "grid", str(config), "--output", str(out)]
+    env = {k: v for k, v in os.environ.items() if k != java.SKIP_ENV}
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        grid, deadline, meteor = psutil.Process(run.pid), time.monotonic() + 600, []
+        while not meteor and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            meteor = java_children(grid, "meteor")
+        assert meteor, "METEOR never started: " + run.communicate()[1][-3000:]
+        time.sleep(0.5)  # inside compute_score
+        seen = java_children(grid)
+        sent = time.monotonic()
+        run.send_signal(getattr(signal, signal_name))
+        _, err = run.communicate(timeout=30)
+        assert time.monotonic() - sent < 30  # measured: about 6 s
+    finally:
+        if run.poll() is None:
+            for child in psutil.Process(run.pid).children(recursive=True):
+                child.kill()
+            run.kill()
+    assert run.returncode == 128 + getattr(signal, signal_name), err[-3000:]
+    assert not [p for p in seen if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert "interrupted" in last and "rerun" in last and str(out) in last, err[-3000:]
+    assert (out / "toy" / "baseline" / "narrowgate_smoke_vqa" / "cell.json").is_file()
+    assert not (out / "toy" / "baseline" / CAPTION / "cell.json").exists()
+    if signal_name != "SIGINT":
+        return  # the rerun does not depend on the signal
+
+    from narrowgate.grid import load_config, run_grid
+
+    report = run_grid(load_config(config), out)
+    assert [(s.cell.rsplit("/", 1)[1], s.status) for s in report.statuses] == [
+        ("narrowgate_smoke_vqa", "skipped"),
+        (CAPTION, "done"),
+    ]

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -278,6 +279,14 @@ def shares_grid(tmp_path_factory):
         "narrow": [(BASE, base), (GATE, image), (GATE_ONLY, base + noise()), (IMAGE, image)],
         "wide": [(BASE, base), (GATE, base + noise()), (GATE_ONLY, image + noise()), (IMAGE, image)],
     }
+    runs = {name: [(c, list(s)) for c, s in by_condition] for name, by_condition in runs.items()}
+    runs["faint"] = [
+        (BASE, SMALL_EFFECT[0]),
+        (GATE, SMALL_EFFECT[1]),
+        (GATE_ONLY, SMALL_EFFECT[0]),
+        (IMAGE, SMALL_EFFECT[1]),
+    ]
+    runs["sparse"] = [(BASE, SPARSE[0]), (GATE, SPARSE[1]), (GATE_ONLY, SPARSE[0]), (IMAGE, SPARSE[1])]
     for m, (model, by_condition) in enumerate(runs.items()):
         for c, (condition, scores) in enumerate(by_condition):
             aggregate = {"vqa_accuracy": float(np.mean(scores))}
@@ -285,12 +294,19 @@ def shares_grid(tmp_path_factory):
     return root
 
 
+# VQA-like 0/1 scores on 64 documents where cutting the image changes 10 answers, 6 for the worse:
+# an image effect of 0.03 whose CI contains 0, so any share of it is undefined (not 1.00 [-1.5, 3.0]).
+SMALL_EFFECT = ([1.0] * 6 + [0.0] * 4 + [1.0] * 54, [0.0] * 6 + [1.0] * 4 + [1.0] * 54)
+# 6 documents, the image matters on 3: 1/64 of the resamples draw none of them (an effect of exactly 0,
+# no ratio, left out and counted) while the effect's CI stays above 0.
+SPARSE = ([1.0] * 6, [1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+
+
 def test_gate_share_covers_one_and_zero(shares_grid):
     board = leaderboard.build(shares_grid, n_resamples=2000)
     shares = {s.model: s for s in board.shares}
     assert [(s.model, s.task, s.metric) for s in board.shares] == [
-        ("narrow", VQA, "vqa_accuracy"),
-        ("wide", VQA, "vqa_accuracy"),
+        (model, VQA, "vqa_accuracy") for model in ("narrow", "wide", "faint", "sparse")
     ]
     narrow, wide = shares["narrow"], shares["wide"]
     # gate_ablated == image_ablated on every document: the share through the gate is 1 in every resample
@@ -298,7 +314,7 @@ def test_gate_share_covers_one_and_zero(shares_grid):
     assert narrow.bypass.ci_low < 0 < narrow.bypass.ci_high and narrow.bypass.ci_high - narrow.bypass.ci_low < 0.2
     assert wide.through.ci_low < 0 < wide.through.ci_high and wide.through.ci_high - wide.through.ci_low < 0.2
     assert wide.bypass.ci_low < 1 < wide.bypass.ci_high
-    assert narrow.image_effect == pytest.approx(0.35, abs=0.05) and narrow.through.n == N_DOCS
+    assert narrow.image_effect.delta == pytest.approx(0.35, abs=0.05) and narrow.through.n == N_DOCS
 
 
 def test_gate_share_function(shares_grid):
@@ -306,7 +322,7 @@ def test_gate_share_function(shares_grid):
     share = leaderboard.gate_share(base, gate, cut, n_resamples=500)
     assert share.ratio == pytest.approx((0.6 + 0.4 + 0.3 + 0.0) / (1.0 + 0.5 + 0.5 + 0.3))
     assert share.ci_low <= share.ratio <= share.ci_high
-    with pytest.raises(ValueError, match="image_ablated scores the same as baseline on average"):
+    with pytest.raises(ValueError, match=r"image effect \(baseline − image_ablated\) is \+0.000 \[\+0.000, \+0.000\]"):
         leaderboard.gate_share(base, gate, base)
     with pytest.raises(ValueError, match="three per-document score lists of equal length"):
         leaderboard.gate_share(base, gate[:3], cut)
@@ -326,6 +342,186 @@ def test_gate_share_in_md_html_and_terminal(shares_grid, capsys):
     assert "  gate share (smoke_vqa vqa_accuracy): through 1.00 [1.00, 1.00], bypassing " in summary
     gate_row = next(line for line in lines if line.startswith("  gate_ablated ") and "-0.3" in line)
     assert gate_row.rstrip().endswith("*")  # significant drop marked
+
+
+def test_gate_share_of_an_effect_whose_ci_contains_zero_is_undefined(shares_grid, capsys):
+    """An image effect of 0.03 [−0.03, +0.09]: no share, in the function and in every renderer, which
+    print the reason where a ratio would be; a ratio never reads as bounded to [0, 1]."""
+    base, cut = SMALL_EFFECT
+    assert np.mean(np.subtract(base, cut)) == pytest.approx(2 / 64)
+    with pytest.raises(
+        ValueError, match=r"image effect \(baseline − image_ablated\) is \+0.031 \[-0.\d+, \+0.\d+\].*contains 0"
+    ):
+        leaderboard.gate_share(base, cut, cut, n_resamples=2000)
+    board = leaderboard.build(shares_grid, n_resamples=2000)
+    shares = {s.model: s for s in board.shares}
+    faint = shares["faint"]
+    assert not faint.defined and faint.through is None and faint.bypass is None
+    assert (
+        faint.image_effect.delta == pytest.approx(2 / 64) and faint.image_effect.ci_low < 0 < faint.image_effect.ci_high
+    )
+    assert "contains 0" in faint.undefined and all(shares[m].defined for m in ("narrow", "wide", "sparse"))
+    reason = f"faint, {VQA} vqa_accuracy: no gate share: {faint.undefined}."
+
+    summary = " ".join(leaderboard.render(board, "summary").split())  # lines are wrapped at 100 columns
+    faint_part = summary[summary.index("faint ") : summary.index("sparse ")]
+    assert (
+        "gate share (smoke_vqa vqa_accuracy): undefined: the image effect (baseline − image_ablated) is +0.031"
+        in faint_part
+    )
+    assert "through" not in faint_part and "not bounded to [0, 1]" in summary
+    md = leaderboard.render(board, "md")
+    faint_row = next(line for line in md.splitlines() if line.startswith("| faint ") and "vqa_accuracy" in line)
+    assert faint_row.count("undefined: image effect's CI contains 0") == 2 and reason in md
+    assert "not bounded to [0, 1]" in md
+    page = leaderboard.render(board, "html")
+    assert html_text(reason) in page and "faint</b>: smoke_vqa vqa_accuracy: gate share undefined" in page
+    latex = leaderboard.render(board, "latex")
+    assert r"\footnotesize the image effect (baseline - image\_ablated) is +0.031" in latex
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(leaderboard.render(board, "csv")))}
+    prefix = f"gate_share:{VQA}:vqa_accuracy"
+    assert rows["faint"][f"{prefix}:defined"] == "False" and rows["faint"][f"{prefix}:through"] == ""
+    assert rows["faint"][f"{prefix}:undefined_reason"] == faint.undefined
+    assert float(rows["faint"][f"{prefix}:image_effect_ci_low"]) < 0
+    assert rows["narrow"][f"{prefix}:defined"] == "True" and float(
+        rows["narrow"][f"{prefix}:through"]
+    ) == pytest.approx(1)
+
+
+def test_resamples_without_an_effect_are_counted_and_shown(shares_grid):
+    board = leaderboard.build(shares_grid, n_resamples=2000)
+    sparse = next(s for s in board.shares if s.model == "sparse")
+    assert sparse.defined and sparse.image_effect.ci_low > 0
+    dropped = sparse.through.undefined
+    assert 0.5 * 2000 / 64 < dropped < 2 * 2000 / 64  # P(no affected document drawn) = 1/64
+    assert (sparse.through.ratio, sparse.through.ci_low, sparse.through.ci_high) == (1, 1, 1)
+    shown = f"({dropped} of 2000 resamples without effect left out)"
+    for fmt in ("summary", "md", "html", "latex"):
+        assert shown in " ".join(leaderboard.render(board, fmt).split()), fmt
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(leaderboard.render(board, "csv")))}
+    assert rows["sparse"][f"gate_share:{VQA}:vqa_accuracy:through_resamples_left_out"] == str(dropped)
+
+
+def html_text(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+# ----------------------------------------------------------------------------------------------- HTML page
+
+
+@pytest.fixture(scope="module")
+def wide_page(tmp_path_factory):
+    """The HTML page of a narrow-gate model and a no-gate model with long names on 2 tasks x 8 metrics
+    each (a table ~2,000 px wide), written to a file."""
+    root = tmp_path_factory.mktemp("wide")
+    rng = np.random.default_rng(2)
+    base = rng.random(N_DOCS) * 0.5 + 0.5
+    image = base - (rng.random(N_DOCS) * 0.3 + 0.2)
+    runs = {
+        "toy-chameleon-planted-with-a-long-name": [(BASE, base), (GATE, image), (GATE_ONLY, base), (IMAGE, image)],
+        "toy-chameleon": [(BASE, base), (GATE, base), (GATE_ONLY, image), (IMAGE, image)],
+    }
+    metrics = [f"metric_{i}" for i in range(8)]
+    for m, (model, by_condition) in enumerate(runs.items()):
+        for c, (condition, scores) in enumerate(by_condition):
+            for t, task in enumerate((VQA, CAP)):
+                per = {name: list(scores * (1 - i / 20)) for i, name in enumerate(metrics)}
+                write_cell(root, model, condition, task, (m, c, t), per, {k: float(np.mean(v)) for k, v in per.items()})
+    board = leaderboard.build(root, n_resamples=500)
+    path = root / "leaderboard.html"
+    path.write_text(leaderboard.render(board, "html"))
+    return board, path
+
+
+def test_html_page_puts_the_verdict_first(wide_page):
+    board, path = wide_page
+    page = path.read_text()
+    verdicts = page.index('<ul class="verdicts">')
+    assert verdicts < page.index("<h2>Gate share</h2>") < page.index('<div class="wide">')
+    assert (
+        "<b>toy-chameleon-planted-with-a-long-name</b>: smoke_vqa metric_0: through the gate 1.00 [1.00, 1.00]: a narrow gate"
+        in page
+    )
+    assert "<b>toy-chameleon</b>: smoke_vqa metric_0: through the gate 0.00 [0.00, 0.00]: no gate" in page
+    assert len(board.columns) == 16
+
+
+# Appended to the page in the browser: measures the layout as drawn and writes it into the DOM.
+MEASURE = """<script>
+(function () {
+  var rect = function (el) { var r = el.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; };
+  var box = document.querySelector("div.wide"), row = box.querySelector("tbody tr");
+  var out = {width: innerWidth, height: innerHeight, pageWidth: document.documentElement.scrollWidth,
+             verdicts: rect(document.querySelector("ul.verdicts")), shares: rect(document.querySelector("h2")),
+             box: rect(box), boxScroll: box.scrollWidth, boxClient: box.clientWidth};
+  box.scrollLeft = box.scrollWidth;
+  out.scrolled = {box: rect(box), model: rect(row.querySelector(".model")), condition: rect(row.querySelector(".condition")),
+                  last: rect(row.cells[row.cells.length - 1]), scrollLeft: box.scrollLeft};
+  var header = box.querySelectorAll("thead th")[2];
+  var column = function () { return Array.prototype.map.call(box.querySelectorAll("tbody tr"), function (r) { return parseFloat(r.cells[2].dataset.sort); }); };
+  out.unsorted = column(); header.click(); out.ascending = column(); header.click(); out.descending = column();
+  var pre = document.createElement("pre"); pre.id = "measured"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>"""
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def chromium(*args) -> subprocess.CompletedProcess:
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs a headless Chromium: apt-get install -y chromium")
+@pytest.mark.parametrize("width", [1400, 900])
+def test_html_page_in_headless_chromium(wide_page, tmp_path, width):
+    """Drawn by a real browser at 1400 and 900 px: the verdict is on the first screen, above the gate-share
+    table and the wide table; the page itself never scrolls sideways, the wide table scrolls in its box
+    with the model and condition columns fixed; a header click sorts its column both ways; the
+    screenshot is the window's width and shows the verdict's text."""
+    from PIL import Image
+
+    _, path = wide_page
+    measured_page = tmp_path / "measured.html"
+    measured_page.write_text(path.read_text().replace("</body>", MEASURE + "\n</body>"))
+    dom = chromium(f"--window-size={width},900", "--dump-dom", measured_page.as_uri()).stdout
+    m = json.loads(html_unescape(re.search(r'<pre id="measured">(.*?)</pre>', dom, re.DOTALL).group(1)))
+    assert m["width"] == width and m["pageWidth"] <= width  # nothing sticks out of the page
+    verdicts = m["verdicts"]
+    assert 0 <= verdicts["top"] and verdicts["bottom"] <= m["height"] and verdicts["right"] <= width
+    assert verdicts["bottom"] <= m["shares"]["top"] < m["box"]["top"]
+    assert m["boxScroll"] > m["boxClient"] + 300, "the wide table should scroll inside its box"
+    scrolled = m["scrolled"]
+    assert scrolled["scrollLeft"] > 300 and scrolled["last"]["right"] <= scrolled["box"]["right"] + 1
+    assert abs(scrolled["model"]["left"] - scrolled["box"]["left"]) <= 2, "the model column did not stay"
+    assert abs(scrolled["condition"]["left"] - scrolled["model"]["right"]) <= 2, "the condition column did not stay"
+    assert m["ascending"] == sorted(m["unsorted"]) and m["descending"] == sorted(m["unsorted"], reverse=True)
+    assert m["unsorted"] != m["ascending"]
+
+    shot = tmp_path / "shot.png"
+    chromium(f"--window-size={width},900", f"--screenshot={shot}", path.as_uri())
+    image = Image.open(shot).convert("L")
+    assert image.size == (width, 900)
+    box = tuple(
+        round(v) for v in (verdicts["left"], verdicts["top"], min(verdicts["right"], width), verdicts["bottom"])
+    )
+    assert image.crop(box).getextrema()[0] < 100, "no dark text where the verdict should be"
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
 
 
 def test_terminal_summary_fits_100_columns_with_long_names(grid):

@@ -80,3 +80,23 @@ def test_retried_errors_show_their_cause():
     assert isinstance(shown, FileNotFoundError) and "/data/x does not exist" in str(shown)
     other = ValueError("not wrapped")
     assert plain_error(other) is other
+
+
+def test_a_refusal_is_one_line_without_lmms_evals_traceback(tmp_path, capfd):
+    """A damaged weight file: one FAILED line naming it; lmms-eval's traceback only with --verbosity DEBUG."""
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "narrowgate" / "assets" / "toy_chameleon", damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(b"\xff" * 8 + weights.read_bytes()[8:4000])
+    args = ["--model", "chameleon_baseline", "--model_args", f"pretrained={damaged}", "--tasks", "narrowgate_smoke_vqa"]
+    assert launcher.main([*args, "--limit", "1"]) == 1
+    output = "".join(capfd.readouterr())
+    assert "Traceback" not in output, output[-3000:]
+    assert (
+        f"lmms_eval: FAILED: chameleon_baseline on narrowgate_smoke_vqa: CorruptCheckpointError: damaged weight "
+        f"file(s) in {damaged}: {weights} (SafetensorError: " in output
+    )
+    with pytest.raises(Exception, match="damaged weight file"):
+        launcher.main([*args, "--limit", "1", "--verbosity", "DEBUG"])

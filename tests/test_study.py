@@ -157,3 +157,41 @@ def test_bad_condition_is_reported_before_training(tmp_path: Path, capsys) -> No
     assert main(["study", "emergence", str(config), "--output", str(tmp_path / "out")]) == 2
     assert f"{config}: conditions[4]:" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_table_gives_exact_bounds_and_undefined_shares(tmp_path: Path) -> None:
+    """Fabricated measure files: where gate_ablated changes no answer the table gives the exact bound, not
+    the bootstrap's [0, 0]; where the image effect's CI contains 0 no share is given; the reasons are in
+    study.md, with the image effect's CI."""
+    from narrowgate.study.aggregate import changed_at_most, write_table
+
+    study = load_study(MINI)
+    ones, half = [1.0] * 8, [1.0] * 4 + [0.0] * 4
+    scores = {  # per checkpoint: baseline, gate_ablated, gate_only, image_ablated on 8 documents
+        "base/seed0": (ones, ones, half, half),  # the image matters, the gate changes no answer
+        "image_loss=0/seed0": (ones, ones, ones, [0.0] + [1.0] * 7),  # an effect of 1/8: its CI contains 0
+        "reference/planted": (ones, half, ones, half),  # a narrow gate
+    }
+    for checkpoint in study.checkpoints():
+        base, gate, only, cut = scores[checkpoint.id]
+        folder = checkpoint.folder(tmp_path)
+        folder.mkdir(parents=True)
+        by_condition = {"baseline": base, "gate_ablated": gate, "gate_only": only, "image_ablated": cut}
+        task = {"metric": "vqa_accuracy", "means": {k: float(np.mean(v)) for k, v in by_condition.items()}, "scores": by_condition}
+        (folder / "gate_share.json").write_text(json.dumps({"tasks": {"narrowgate_smoke_vqa": task}}))
+        (folder / "attention.json").write_text(json.dumps({"gate_vs_image": 0.1}))
+        (folder / "patching.json").write_text(json.dumps({"flip_fraction": 0.0}))
+    table = write_table(study, tmp_path, n_resamples=2000).set_index("cell")
+    assert changed_at_most(0, 96) == pytest.approx(1 - 0.05 ** (1 / 96)) and round(changed_at_most(0, 96), 3) == 0.031
+    base = table.loc["base"]
+    assert (base["through_changed"], base["through_answers"]) == (0, 8) and bool(base["shares_defined"])
+    assert base["image_effect"] == 0.5 and base["image_effect_ci_low"] > 0
+    faint = table.loc["image_loss=0"]
+    assert not faint["shares_defined"] and np.isnan(faint["through"]) and faint["image_effect_ci_low"] <= 0
+    assert table.loc["reference/planted", "through"] == 1.0
+    markdown = (tmp_path / "study.md").read_text()
+    rows = {line.split(" | ")[0] + " " + line.split(" | ")[1]: line for line in markdown.splitlines() if line.startswith("| ")}
+    assert f"0 of 8 answers changed: ≤ {changed_at_most(0, 8):.1%}" in rows["| base "]
+    assert "0.00 [0.00, 0.00]" not in rows["| base "]
+    assert rows["| image_loss 0"].count("undefined: effect CI contains 0") == 2
+    assert "| 0.50 [" in rows["| base "] and "Clopper-Pearson" in markdown

@@ -54,3 +54,33 @@ def test_smoke_tasks_record_the_packaged_file(tmp_path):
         record = configs[name][SOURCE_KEY]
         assert configs[name]["dataset_path"] == f"narrowgate_tasks/data/smoke/{file}.parquet"
         assert record["sources"][0]["rows"] == record["documents"] == 32 and record["id_column"] == column
+
+
+def test_missing_data_is_listed_before_any_model_loads(tmp_path, monkeypatch, capsys):
+    """Every missing source of every task in one message, with where it goes (coco_cap needs two), before
+    the grid loads a model; without NARROWGATE_DATA_DIR and offline the message names the variable."""
+    from narrowgate.cli import main
+
+    toy = Path(__file__).resolve().parents[1] / "narrowgate" / "assets" / "toy_chameleon"
+    config = tmp_path / "grid.yaml"
+    config.write_text(
+        "tasks: [narrowgate_smoke_vqa, narrowgate_coco_cap, narrowgate_vqav2]\nconditions: [baseline]\n"
+        f"models: [{{name: toy, family: chameleon, pretrained: {toy}}}]\n"
+    )
+    data = tmp_path / "data"
+    monkeypatch.setenv(sources.ENV_VAR, str(data))
+    assert main(["grid", str(config), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no model was loaded" in err and "loading toy" not in err, err
+    for folder in ("yerevann/coco-karpathy/test", "lmms-lab/COCO-Caption/val", "lmms-lab/VQAv2/validation"):
+        assert f"{data}/{folder} does not exist" in err, err
+    assert "a save_to_disk folder of that split, or its parquet files in row order" in err
+    assert not (tmp_path / "out").exists()
+
+    monkeypatch.delenv(sources.ENV_VAR)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    assert main(["grid", str(config), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "the hub is offline and the datasets cache has no copy" in err and "loading toy" not in err, err
+    assert f"set {sources.ENV_VAR}=ROOT and put each one at ROOT/<hub id>/<split>/" in err
+    assert err.count("  - ") == 3, err

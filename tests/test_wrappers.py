@@ -411,7 +411,7 @@ def test_two_processes_equal_one(cli_runs, tiny_dir, tmp_path):
     per-sample outputs as one process."""
     output = tmp_path / "dp"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "narrowgate.launcher",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "narrowgate.launcher",
         "--model", "chameleon_image_ablated",
         "--model_args", f"pretrained={tiny_dir('chameleon')}",
         "--tasks", SMOKE,
@@ -460,11 +460,11 @@ def test_cli_bad_names_and_paths_fail_in_plain_words(tiny_dir, tmp_path):
         r"chameleon on .*unknown narrowgate model 'chameleon'; the baseline is chameleon_baseline",
         r"llava_hf on ",
         rf"chameleon_gate_only .*FileNotFoundError: pretrained=\S+: no checkpoint folder at {tmp_path}/no-checkpoint",
-        rf"chameleon_baseline on narrowgate_vqav2: FileNotFoundError: NARROWGATE_DATA_DIR={tmp_path}/data but "
-        rf"{tmp_path}/data/lmms-lab/VQAv2/validation does not exist",
+        r"chameleon_baseline on narrowgate_vqav2: DataMissingError: data the tasks need is missing",
     ):
         assert any(re.search(expected, line) for line in failed), output[-5000:]
     assert len(failed) == len(runs), failed
+    assert f"NARROWGATE_DATA_DIR={tmp_path}/data but {tmp_path}/data/lmms-lab/VQAv2/validation does not exist" in output
     llava_hf = next(line for line in failed if "llava_hf" in line)
     assert "unknown narrowgate model" not in llava_hf  # lmms-eval's own model, its own error
     assert "RetryError" not in output.split("lmms_eval: FAILED")[-1]

@@ -18,13 +18,17 @@ from pathlib import Path
 
 from . import ANALYSES
 
-# analysis-specific options: parameter -> help; an analysis gets the flag (--min-cluster-size for
-# min_cluster_size) when its ``analyse`` has the parameter, with the parameter's default
+# analysis-specific options: parameter -> (type, help); an analysis gets the flag (``--some-name`` for
+# some_name) when its ``analyse`` has the parameter, with the parameter's default; a tuple default takes
+# one or more values
 OPTIONS = {
-    "k": "neighbours for chi (capped at n - 1)",
-    "pairs": "base/target image pairs",
-    "after": "prompt tokens after the gate that are candidates",
-    "min_cluster_size": "HDBSCAN's minimum cluster size",
+    "k": (int, "neighbours for chi (capped at n - 1; default: 30 kept below the smallest class)"),
+    "pairs": (int, "base/target image pairs"),
+    "after": (int, "prompt tokens after the gate that are candidates"),
+    "z": (float, "density peaks' merging confidence (the paper's 1.65)"),
+    "prompt": (str, "vqa (each image with every question of its data), caption, or any request text"),
+    "conditions": (str, "the conditions swept"),
+    "measure": (str, "attention (the paper's) or contribution (attention x value norm)"),
 }
 
 
@@ -60,8 +64,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         # --seed and --knockout reach ``analyse`` too where it has those parameters
         for key, parameter in parameters(name).items():
             if key in OPTIONS:
-                flag, default = "--" + key.replace("_", "-"), parameter.default
-                sub.add_argument(flag, type=type(default), default=default, help=f"{OPTIONS[key]} (default {default})")
+                kind, text = OPTIONS[key]
+                default, many = parameter.default, isinstance(parameter.default, tuple)
+                shown = "" if default is None else f" (default {' '.join(default) if many else default})"
+                sub.add_argument(
+                    "--" + key.replace("_", "-"), type=kind, default=default, nargs="+" if many else None, help=text + shown
+                )
 
 
 def condition_from(args: argparse.Namespace):
@@ -91,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if condition is not None:
         condition.layer_indices(subject.num_layers)
     settings = {key: getattr(args, key) for key in parameters(args.analysis)}
+    settings = {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()}
     try:
         result = analysis.analyse(subject, examples, condition, **settings)
     except ValueError as error:

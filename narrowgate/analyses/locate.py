@@ -11,8 +11,10 @@ so that they are the same token in every row. For each candidate, on the patchin
 - damage: no query reads it (a knockout of that one key, every layer, without any other condition);
   damage = the mean total-variation distance 1 - overlap(p_knocked, p_target).
 
-The located gate is the candidate that transfers most; positions before the image carry no image
-information (causality), so their transfer is 0, while their damage can be large (attention sinks).
+The verdict names the candidate that transfers most only when its transfer reaches ``ROUTE`` (0.5: one
+position carries at least half of the answer); otherwise it says there is no single-token route and
+gives the best transfer and where. Positions before the image carry no image information (causality),
+so their transfer is 0, while their damage can be large (attention sinks).
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ from narrowgate_tasks import prompts
 
 from .patching import overlap, pairs_of
 from .output import Result
+from .plotting import title
 from .subject import Groups, Subject
 
 NAME = "locate"
 HELP = "rank every candidate position by how much of the answer patching it transfers and by its knockout damage"
+ROUTE = 0.5  # a single position that transfers at least half of the answer is named as the route
+TOP = 12  # candidates drawn (the family's gate is always drawn too)
 
 
 def candidates(groups: Groups, after: int) -> dict[str, int]:
@@ -113,39 +118,55 @@ def locate(subject: Subject, examples, condition, n_pairs: int, after: int, knoc
     return table.sort_values(["transfer_rank", "damage_rank"]).reset_index(drop=True)
 
 
+def verdict(table: pd.DataFrame) -> tuple[str | None, str]:
+    """(the located candidate or None, a sentence with its evidence): a candidate is named only when
+    patching it alone transfers at least ``ROUTE`` of the answer."""
+    top, gate = table.iloc[0], table[table.group == "gate"].sort_values("transfer_rank").iloc[0]
+    said_gate = f"the family's gate {gate.candidate} transfers {gate.transfer:.2f} (rank {gate.transfer_rank} of {len(table)})"
+    if top.transfer < ROUTE:
+        return None, f"no single-token route: best transfer {top.transfer:.2f} at {top.candidate}; {said_gate}"
+    runner = f"; next {table.iloc[1].candidate} {table.iloc[1].transfer:.2f}" if len(table) > 1 else ""
+    return top.candidate, f"route through {top.candidate}: transfer {top.transfer:.2f}{runner}; {said_gate}"
+
+
 def analyse(
     subject: Subject, examples, condition=None, *, pairs: int = 48, after: int = 1, knockout: str = "zero", seed: int = 0
 ) -> Result:
     """Every candidate ranked by transfer and damage (``knockout``: the damage knockout's semantics)."""
     examples.require_labels(NAME)
     table = locate(subject, examples, condition, pairs, after, knockout, seed)
-    top = table.iloc[0]
+    located, sentence = verdict(table)
     family_gate = table[table.group == "gate"]
     summary = {
-        "located": top.candidate,
-        "located_transfer": float(top.transfer),
+        "located": located,
+        "verdict": sentence,
+        "route_threshold": ROUTE,
+        "best_candidate": table.iloc[0].candidate,
+        "best_transfer": float(table.iloc[0].transfer),
+        "family_gate_transfer": float(family_gate.transfer.max()),
         "family_gate_transfer_rank": int(family_gate.transfer_rank.min()),
         "family_gate_damage_rank": int(family_gate.damage_rank.min()),
         "top_by_damage": table.sort_values("damage_rank").candidate.head(5).tolist(),
         "top_by_transfer": table.candidate.head(5).tolist(),
         "damage_condition": "the candidate's knockout alone (no other condition)",
     }
-    report = (
-        f"located gate: {top.candidate} (transfer {top.transfer:.3f}); the family's gate ranks "
-        f"{summary['family_gate_transfer_rank']} by transfer, {summary['family_gate_damage_rank']} by damage\n"
-        + table.head(8).to_string(index=False)
-    )
-    return Result(NAME, table, summary, plot(table, subject), report)
+    report = sentence + "\n" + table.head(8).to_string(index=False)
+    figure = plot(table, title("locate the gate", subject, condition, f"n={pairs} pairs"))
+    return Result(NAME, table, summary, figure, report)
 
 
-def plot(table: pd.DataFrame, subject: Subject):
+def plot(table: pd.DataFrame, heading: str):
     import matplotlib.pyplot as plt
 
-    top = table.head(12)[::-1]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
-    left.barh(top.candidate, top.transfer)
-    left.set(xlabel="transfer (patched from base)", title="what carries the answer")
-    right.barh(top.candidate, top.damage, color="tab:red")
+    shown = pd.concat([table.head(TOP), table.iloc[TOP:][table.iloc[TOP:].group == "gate"]])[::-1]
+    names = [f"{c} (#{r})" for c, r in zip(shown.candidate, shown.transfer_rank)]
+    colours = ["tab:green" if g == "gate" else "tab:blue" for g in shown.group]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 0.25 * len(shown) + 1.6), sharey=True)
+    left.barh(names, shown.transfer, color=colours)
+    left.axvline(ROUTE, color="grey", linestyle=":", linewidth=1)
+    left.set(xlabel="transfer (patched from base)", title="what carries the answer (#: rank)")
+    right.barh(names, shown.damage, color="tab:red")
     right.set(xlabel="damage (1 - overlap when cut)", title="knockout damage")
-    figure.suptitle(f"locate the gate: {subject.pretrained}", fontsize=9)
+    figure.suptitle(heading, fontsize=9)
+    figure.tight_layout()
     return figure

@@ -3,13 +3,14 @@ PNG, each file atomically."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from narrowgate.core.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -28,35 +29,23 @@ class Result:
         return write_results(out, self.name, self.table, self.summary if summary is None else summary, self.figure)
 
 
-def _atomic(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_results(out: Path, name: str, table: pd.DataFrame, summary: dict, figure) -> dict[str, Path]:
     """``out/<name>.csv`` (the table), ``out/<name>.json`` (summary plus the table's rows) and
     ``out/<name>.png`` (the figure, closed afterwards)."""
     import matplotlib.pyplot as plt
 
     out = Path(out)
-    paths = {
-        "csv": _atomic(out / f"{name}.csv", lambda tmp: table.to_csv(tmp, index=False)),
-        "json": _atomic(
-            out / f"{name}.json",
-            lambda tmp: Path(tmp).write_text(
-                json.dumps({**summary, "rows": json.loads(table.to_json(orient="records"))}, indent=2) + "\n"
-            ),
-        ),
-        "png": _atomic(out / f"{name}.png", lambda tmp: figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")),
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=120, bbox_inches="tight")
+    document = {**summary, "rows": json.loads(table.to_json(orient="records"))}
+    contents = {
+        "csv": table.to_csv(index=False).encode(),
+        "json": (json.dumps(document, indent=2) + "\n").encode(),
+        "png": png.getvalue(),
     }
+    paths = {}
+    for kind, data in contents.items():
+        paths[kind] = out / f"{name}.{kind}"
+        write_atomic(paths[kind], data)
     plt.close(figure)
     return paths

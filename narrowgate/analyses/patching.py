@@ -3,9 +3,12 @@
 Pairs of images whose answers differ (base, target), asked the same question. Three runs per pair: the
 base (its gate recorded at the input of every layer, ``record_gate``), the target, and the target with
 the gate's input to layer l replaced by the base's (``patch_gate``): ``single`` patches layer l only,
-``cumulative`` every layer from l to the last. Metrics at the last prompt position: the fraction of
-pairs whose sign of logit(target answer) - logit(base answer) flips, and sum_v min(p_patched(v),
-p_base(v)) (1: the patched run answers like the base image). Runs under the chosen condition.
+``cumulative`` every layer from l to the last. Metrics at the last prompt position, with d =
+logit(target answer) - logit(base answer): ``flip_fraction``, among the pairs whose unpatched target run
+prefers the target answer (d > 0), the fraction whose patched run prefers the base answer (d < 0: the
+patch moved the answer toward the source); ``flip_either``, the fraction of all pairs whose sign of d
+changes either way (the earlier count, kept beside it); and sum_v min(p_patched(v), p_base(v)) (1: the
+patched run answers like the base image). Runs under the chosen condition.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from interventions import patch_gate, record_gate
 from narrowgate_tasks import prompts
 
 from .output import Result
+from .plotting import layer_axis, legend_outside, stairs, title
 from .subject import Subject
 
 NAME = "patching"
@@ -81,39 +85,67 @@ def overlap(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.minimum(p, q).sum(dim=-1)
 
 
+def flips(p_target: torch.Tensor, p_patched: torch.Tensor, answers: torch.Tensor) -> dict[str, float]:
+    """``toward_source``: among the pairs whose unpatched target run prefers the target answer
+    (logit difference > 0), the fraction whose patched run prefers the base (source) answer; ``either``:
+    the fraction of all pairs whose sign changes in either direction; ``eligible``: how many pairs the
+    first counts over."""
+    before, after = logit_difference(p_target, answers), logit_difference(p_patched, answers)
+    eligible = before > 0
+    toward = float((after[eligible] < 0).float().mean()) if eligible.any() else float("nan")
+    return {"toward_source": toward, "either": float((after.sign() != before.sign()).float().mean()), "eligible": int(eligible.sum())}
+
+
 def analyse(subject: Subject, examples, condition=None, *, pairs: int = 48, seed: int = 0) -> Result:
-    """Flip fraction and overlap per patched layer (single and cumulative) on ``pairs`` seeded pairs."""
+    """Flips and overlap per patched layer (single and cumulative) on ``pairs`` seeded pairs."""
     examples.require_labels(NAME)
     pairs = pairs_of(examples.labels, pairs, seed)
     layers = range(subject.num_layers)
     layer_sets = {"single": [(l,) for l in layers], "cumulative": [tuple(range(l, subject.num_layers)) for l in layers]}
     p_base, p_target, patched, answers = patch_runs(subject, examples, pairs, condition, layer_sets)
-    target_sign = logit_difference(p_target, answers).sign()
     rows = []
     for (mode, chosen), p in patched.items():
-        flips = logit_difference(p, answers).sign() != target_sign
-        rows.append((chosen[0], mode, float(flips.float().mean()), float(overlap(p, p_base).mean())))
-    table = pd.DataFrame(rows, columns=["layer", "mode", "flip_fraction", "overlap"])
+        counted = flips(p_target, p, answers)
+        rows.append((chosen[0], mode, counted["toward_source"], counted["either"], float(overlap(p, p_base).mean())))
+    table = pd.DataFrame(rows, columns=["layer", "mode", "flip_fraction", "flip_either", "overlap"])
+    eligible = flips(p_target, p_target, answers)["eligible"]
+    single = table[table["mode"] == "single"].set_index("layer")
     summary = {
         "pairs": len(pairs),
+        "eligible_pairs": eligible,
+        "flip_definition": "flip_fraction: pairs whose unpatched run prefers the target answer and whose patched run "
+        "prefers the base (source) answer, over the former; flip_either: sign changes in either direction, over all pairs",
         "question_kinds": sorted({kind for kind, _, _ in pairs}),
         "overlap_unpatched": float(overlap(p_target, p_base).mean()),
-        "target_answer_ahead": float((target_sign > 0).float().mean()),
-        "max_flip_fraction_single": float(table[table["mode"] == "single"].flip_fraction.max()),
+        "target_answer_ahead": eligible / len(pairs),
+        "max_flip_fraction_single": float(single.flip_fraction.max()) if eligible else None,
     }
-    return Result(NAME, table, summary, plot(table, summary, subject))
+    cumulative = table[table["mode"] == "cumulative"].set_index("layer")
+    report = f"gate patching: {eligible} of {len(pairs)} pairs prefer the target answer unpatched"
+    if eligible:
+        report += (
+            f"; flips toward the source {single.flip_fraction.max():.2f} at best for one layer (layer "
+            f"{int(single.flip_fraction.idxmax())}), {cumulative.flip_fraction.loc[0]:.2f} for every layer"
+        )
+    report += f"; either direction, every layer: {cumulative.flip_either.loc[0]:.2f}"
+    figure = plot(table, summary, title("gate patching", subject, condition, f"n={len(pairs)} pairs"), subject.num_layers)
+    return Result(NAME, table, summary, figure, report)
 
 
-def plot(table: pd.DataFrame, summary: dict, subject: Subject):
+def plot(table: pd.DataFrame, summary: dict, heading: str, num_layers: int):
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for mode, curve in table.groupby("mode", sort=False):
-        left.plot(curve.layer, curve.flip_fraction, marker="o", label=mode)
-        right.plot(curve.layer, curve.overlap, marker="o", label=mode)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
+    for (mode, curve), colour in zip(table.groupby("mode", sort=False), ("tab:blue", "tab:orange")):
+        stairs(left, curve.layer, curve.flip_fraction, label=f"{mode}: toward source", color=colour, linewidth=1.5)
+        stairs(left, curve.layer, curve.flip_either, label=f"{mode}: either way", color=colour, linestyle=":", linewidth=1.5)
+        stairs(right, curve.layer, curve.overlap, label=mode, color=colour, linewidth=1.5)
     right.axhline(summary["overlap_unpatched"], color="grey", linestyle=":", label="unpatched")
-    left.set(xlabel="patched layer", ylabel="flip fraction", ylim=(0, 1.02), title="logit-difference sign flips")
-    right.set(xlabel="patched layer", ylabel="sum min(p_patched, p_base)", ylim=(0, 1.02), title="overlap with the base run")
-    right.legend(fontsize=8)
-    figure.suptitle(f"gate patching ({summary['pairs']} pairs): {subject.pretrained}", fontsize=9)
+    left.set(ylabel="flip fraction", ylim=(0, 1.02), title=f"answer flips ({summary['eligible_pairs']} eligible pairs)")
+    right.set(ylabel="sum min(p_patched, p_base)", ylim=(0, 1.02), title="overlap with the base run")
+    for ax in (left, right):
+        layer_axis(ax, num_layers, label="patched layer (cumulative: from it to the last)")
+        legend_outside(ax)
+    figure.suptitle(heading, fontsize=9)
+    figure.tight_layout()
     return figure

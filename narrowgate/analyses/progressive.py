@@ -1,5 +1,6 @@
 """Progressive knockout (the paper's Fig. A3): knock out the last w layers only, w = 1 ... all, under
-``gate_ablated`` and ``image_ablated``, as one sweep.
+the paper's ``gate_ablated`` ([EOI]) and ``gate_only`` (img->text), as one sweep (``conditions`` picks
+others, e.g. ``image_ablated``).
 
 Every image is asked the question of each label kind; per (condition, w): ``accuracy`` (the answer's
 first token is the most probable next token), ``agreement`` with the unablated run (sum_v min(p, p_base))
@@ -15,16 +16,17 @@ import torch
 from interventions import make_condition
 from narrowgate_tasks import prompts
 
-from .overlap import chi
+from .overlap import chance, chi, neighbours
 from .output import Result
+from .plotting import layer_axis, legend_outside, stairs, title
 from .subject import Subject
 
 NAME = "progressive"
-HELP = "score vs w when only the last w layers are knocked out, under gate_ablated and image_ablated"
-CONDITIONS = ("gate_ablated", "image_ablated")
+HELP = "score vs w when only the last w layers are knocked out, under gate_ablated and gate_only (the paper's Fig. A3)"
+CONDITIONS = ("gate_ablated", "gate_only")  # the paper's [EOI] and img->text
 
 
-def measure(subject: Subject, examples, condition, k: int) -> dict[str, object]:
+def measure(subject: Subject, examples, condition, k: int | None) -> dict[str, object]:
     """Accuracy, next-token distributions and chi per label kind of one condition (None: none)."""
     last_layer = subject.num_layers - 1
     correct, probs, chis = [], [], {}
@@ -42,40 +44,60 @@ def measure(subject: Subject, examples, condition, k: int) -> dict[str, object]:
             probs.append(p)
             answers = torch.tensor([subject.answer_id(labels[i]) for i in rows])
             correct.append(p.argmax(dim=-1) == answers)
-        chis[kind] = chi(finals.numpy(), labels, min(k, len(examples) - 1))
+        chis[kind] = chi(finals.numpy(), labels, neighbours(labels, k))
     return {"accuracy": float(torch.cat(correct).float().mean()), "probs": torch.cat(probs), "chi": chis}
 
 
-def analyse(subject: Subject, examples, condition=None, *, k: int = 30, knockout: str = "zero") -> Result:
-    """Accuracy, agreement and chi per (condition, w), the knockouts with ``knockout`` semantics."""
+def analyse(
+    subject: Subject, examples, condition=None, *, k: int | None = None, knockout: str = "zero", conditions: tuple[str, ...] = CONDITIONS
+) -> Result:
+    """Accuracy, agreement and chi per (condition, w) for each of ``conditions`` (default the paper's
+    gate_ablated and gate_only; e.g. image_ablated as an option), knockouts with ``knockout`` semantics."""
     examples.require_labels(NAME)
     if condition is not None:
-        raise ValueError("progressive sweeps its own conditions (gate_ablated, image_ablated); drop --condition")
+        raise ValueError("progressive sweeps its own conditions (--conditions); drop --condition")
     base = measure(subject, examples, None, k)
     rows = [("baseline", 0, base["accuracy"], 1.0, *base["chi"].values())]
-    for name in CONDITIONS:
+    for name in conditions:
         for w in range(1, subject.num_layers + 1):
             result = measure(subject, examples, make_condition(name, layers=f"last:{w}", knockout=knockout), k)
             agreement = float(torch.minimum(result["probs"], base["probs"]).sum(dim=-1).mean())
             rows.append((name, w, result["accuracy"], agreement, *result["chi"].values()))
-    table = pd.DataFrame(rows, columns=["condition", "w", "accuracy", "agreement", *(f"chi_{k}" for k in examples.labels)])
-    summary = {"knockout": knockout, "baseline_accuracy": base["accuracy"], "label_kinds": list(examples.labels)}
-    return Result(NAME, table, summary, plot(table, subject))
+    table = pd.DataFrame(rows, columns=["condition", "w", "accuracy", "agreement", *(f"chi_{kind}" for kind in examples.labels)])
+    chance_level = sum(chance(labels) for labels in examples.labels.values()) / len(examples.labels)
+    summary = {
+        "knockout": knockout,
+        "conditions": list(conditions),
+        "baseline_accuracy": base["accuracy"],
+        "label_kinds": list(examples.labels),
+        "k": {kind: neighbours(labels, k) for kind, labels in examples.labels.items()},
+        "chance_chi": chance_level,
+    }
+    everything = table[table.w == subject.num_layers].set_index("condition").accuracy
+    report = f"accuracy: baseline {base['accuracy']:.2f}; every layer knocked out: " + ", ".join(
+        f"{name} {everything[name]:.2f}" for name in conditions
+    )
+    heading = title(f"progressive knockout ({knockout})", subject, None, f"n={len(examples)} images x {len(examples.labels)} questions")
+    return Result(NAME, table, summary, plot(table, chance_level, heading, subject.num_layers), report)
 
 
-def plot(table: pd.DataFrame, subject: Subject):
+def plot(table: pd.DataFrame, chance_level: float, heading: str, num_layers: int):
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
     chi_columns = [c for c in table.columns if c.startswith("chi_")]
     base = table[table.condition == "baseline"].iloc[0]
     for name, curve in table[table.condition != "baseline"].groupby("condition", sort=False):
-        left.plot(curve.w, curve.accuracy, marker="o", label=name)
-        right.plot(curve.w, curve[chi_columns].mean(axis=1), marker="o", label=name)
+        stairs(left, curve.w, curve.accuracy, label=name, linewidth=1.5)
+        stairs(right, curve.w, curve[chi_columns].mean(axis=1), label=name, linewidth=1.5)
     left.axhline(base.accuracy, color="grey", linestyle=":", label="baseline")
     right.axhline(base[chi_columns].mean(), color="grey", linestyle=":", label="baseline")
-    left.set(xlabel="w (last w layers knocked out)", ylabel="accuracy", ylim=(0, 1.02), title="answer accuracy")
-    right.set(xlabel="w (last w layers knocked out)", ylabel="chi (mean over labels)", ylim=(0, 1.02), title="last token vs label")
-    left.legend(fontsize=8)
-    figure.suptitle(f"progressive knockout: {subject.pretrained}", fontsize=9)
+    right.axhline(chance_level, color="black", linestyle="--", linewidth=0.8, label="chance")
+    for ax, ylabel, what in ((left, "accuracy", "answer accuracy"), (right, "chi (mean over labels)", "last token vs label")):
+        ax.set(ylabel=ylabel, ylim=(0, 1.02), title=what)
+        layer_axis(ax, num_layers + 1, label="w (last w layers knocked out)")
+        ax.set_xlim(0.5, num_layers + 0.5)
+    legend_outside(right)
+    figure.suptitle(heading, fontsize=9)
+    figure.tight_layout()
     return figure

@@ -3,8 +3,8 @@ processor options and layouts are exactly the benchmark's), with the few passes 
 
 Positions are read per row from its Layout; the token groups follow docs/protocol.md §2: ``gate`` (Emu3:
 both end tokens), ``last`` (the image token before the gate), ``image`` (the other image tokens),
-``special`` (start-of-image tokens and special tokens such as bos before the image) and ``text`` (other
-prompt tokens before the image). Every pass runs in batches with a progress bar and keeps only what it
+``special`` (start-of-image tokens and special tokens such as bos before the image) and ``after`` (the
+prompt tokens after the gate). Every pass runs in batches with a progress bar and keeps only what it
 reduces (vectors at chosen positions, last-position distributions), never every layer's full tensors.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -22,7 +23,8 @@ from interventions import Condition, Layout, intervene, make_condition
 from interventions.session import language_model
 from narrowgate_tasks.prompts import model_request, model_variant
 
-GROUPS = ("gate", "last", "image", "special", "text")
+from .plotting import model_name
+
 # The shipped toy checkpoints, by name (``--model toy``): (family, folder)
 TOYS = {"toy": "toy_chameleon", "planted": "toy_chameleon_planted"}
 
@@ -36,11 +38,7 @@ class Groups:
     last: tuple[int, ...]
     image: tuple[int, ...]
     special: tuple[int, ...]
-    text: tuple[int, ...]
     after: tuple[int, ...]
-
-    def __getitem__(self, name: str) -> tuple[int, ...]:
-        return getattr(self, name)
 
 
 def groups_of(layout: Layout, input_ids: Sequence[int], special_ids: set[int]) -> Groups:
@@ -55,9 +53,16 @@ def groups_of(layout: Layout, input_ids: Sequence[int], special_ids: set[int]) -
         last=(span.image[-1],),
         image=tuple(span.image[:-1]),
         special=special,
-        text=tuple(p for p in before if input_ids[p] not in special_ids),
         after=tuple(layout.text_after),
     )
+
+
+def toy_name(pretrained: str) -> str | None:
+    """``toy`` or ``planted`` when ``pretrained`` is that shipped toy's folder, else None."""
+    from narrowgate.toy import TOY_CHECKPOINT
+
+    folder = Path(pretrained).resolve()
+    return next((name for name, sub in TOYS.items() if folder == (TOY_CHECKPOINT.parent / sub).resolve()), None)
 
 
 def resolve_model(model: str, family: str | None) -> tuple[str, str]:
@@ -84,25 +89,34 @@ class Subject:
 
         self.lm = load_model(family, pretrained, device=device, dtype=dtype)
         self.family, self.pretrained, self.batch_size = family, pretrained, batch_size
+        self.name = toy_name(pretrained) or model_name(pretrained)  # short, for titles
         self.model = self.lm.model
         self.tokenizer = self.lm.tokenizer
         self.layers = language_model(self.model).layers
         self.num_layers = len(self.layers)
         self.special_ids = set(self.tokenizer.all_special_ids) - set(self.lm.family_ids.image)
 
-    def encode(self, images: Sequence[Image.Image], requests: Sequence[str], keys: Sequence[str]):
+    def prompt(self, request: str, image_last: bool = False) -> str:
+        """The family's prompt with one image before ``request`` (the benchmarks' order), or after it
+        (``image_last``: the text, then the image, as in a caption->image generation prompt)."""
+        request = model_request(request, model_variant(self.lm.model_name))  # as narrowgate's tasks give it to this model
+        if image_last:
+            return self.lm.encoder.format_prompt(request + self.lm.encoder.spec.placeholder, 0)
+        return self.lm.encoder.format_prompt(request, 1)
+
+    def encode(self, images: Sequence[Image.Image], requests: Sequence[str], keys: Sequence[str], image_last: bool = False):
         """(inputs, layouts, groups) of one batch: each image with its request in the family's prompt."""
-        variant = model_variant(self.lm.model_name)  # as narrowgate's VQA tasks give the request to this model
-        prompts = [self.lm.encoder.format_prompt(model_request(request, variant), 1) for request in requests]
+        prompts = [self.prompt(request, image_last) for request in requests]
         inputs, layouts = self.lm.encoder.encode(prompts, [[image] for image in images], [f"example {k}" for k in keys], list(keys))
         ids = inputs["input_ids"].tolist()
         return inputs, layouts, [groups_of(layout, ids[layout.row], self.special_ids) for layout in layouts]
 
-    def batches(self, images, requests, desc: str) -> Iterator[tuple[range, dict, tuple[Layout, ...], list[Groups]]]:
+    def batches(self, images, requests, desc: str, image_last: bool = False) -> Iterator[tuple[range, dict, tuple[Layout, ...], list[Groups]]]:
         """The examples in batches of ``batch_size`` (with a progress bar): (indices, inputs, layouts, groups)."""
         for start in tqdm(range(0, len(images), self.batch_size), desc=desc, unit="batch", leave=False):
             rows = range(start, min(start + self.batch_size, len(images)))
-            inputs, layouts, groups = self.encode([images[i] for i in rows], [requests[i] for i in rows], [str(i) for i in rows])
+            keys = [str(i) for i in rows]
+            inputs, layouts, groups = self.encode([images[i] for i in rows], [requests[i] for i in rows], keys, image_last)
             yield rows, inputs, layouts, groups
 
     @contextmanager
@@ -144,11 +158,15 @@ class Subject:
         return {"family": self.family, "pretrained": self.pretrained, "num_layers": self.num_layers}
 
 
-def vectors(subject: Subject, images, requests, condition: Condition | None, select: dict[str, Callable[[Groups, int], Sequence[int]]], desc: str, seed: int = 0) -> dict[str, torch.Tensor]:
+def vectors(
+    subject: Subject, images, requests, condition: Condition | None, select: dict[str, Callable[[Groups, int], Sequence[int]]],
+    desc: str, image_last: bool = False,
+) -> dict[str, torch.Tensor]:
     """For each name in ``select``: (n, layers, D) float32, the mean of each row's layer outputs at the
-    positions ``select[name](groups, example index)`` picks (rows with no such position are NaN)."""
+    positions ``select[name](groups, example index)`` picks (rows with no such position are NaN);
+    ``image_last``: the image after the request (``Subject.prompt``)."""
     out = {name: torch.full((len(images), subject.num_layers, subject.model.config.get_text_config().hidden_size), float("nan")) for name in select}
-    for rows, inputs, layouts, groups in subject.batches(images, requests, desc):
+    for rows, inputs, layouts, groups in subject.batches(images, requests, desc, image_last):
         picks = {name: [list(fn(g, i)) for g, i in zip(groups, rows)] for name, fn in select.items()}
 
         def keep(layer: int, hidden: torch.Tensor) -> None:

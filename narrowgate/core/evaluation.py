@@ -38,6 +38,13 @@ def plain_error(error: BaseException) -> BaseException:
     return error
 
 
+def is_refusal(error: BaseException) -> bool:
+    """An error whose message says it all (checks of inputs, files, data, Java, supported models raise
+    ValueError or OSError subclasses): shown as one line. Other exceptions, likely bugs, keep their
+    traceback."""
+    return isinstance(error, (ValueError, OSError))
+
+
 def task_manager(verbosity: str = "WARNING", model_name: str | None = None):
     """lmms-eval's index of narrowgate's tasks only (lmms-eval's own are not indexed: faster, and a
     narrowgate run cannot pick up a task of the same name from elsewhere). ``model_name`` picks the

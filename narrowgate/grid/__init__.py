@@ -4,12 +4,16 @@ A *cell* is one (model, condition, task) evaluation; a condition with repeats (`
 cell per seed. Each model is loaded once and its conditions are switched on the same weights. A
 finished cell is a folder holding lmms-eval's own results json and samples jsonl plus ``cell.json``,
 which is written last and atomically, so it marks the cell as done: a rerun skips done cells and
-redoes anything else. A failing cell is recorded with its error in ``grid.json`` and the grid goes on.
-Under ``torchrun``/``accelerate launch`` the grid runs data parallel (``parallel.py``).
+redoes anything else; so does a run stopped by Ctrl-C or SIGTERM. A failing cell is recorded with its
+error in ``grid.json`` and the grid goes on. Local checkpoint folders, the tasks' data and Java are
+checked before any model loads. The terminal gets one line per cell; what lmms-eval and transformers
+print goes to ``grid.log`` (``--verbose``: to the terminal, with tracebacks). Under ``torchrun`` or
+``accelerate launch`` the grid runs data parallel; ``--only`` splits it over separate jobs.
 
 Output layout::
 
     OUTPUT/grid.json                          the config as run + each cell's status (rewritten atomically)
+    OUTPUT/grid.log                           what the libraries printed while the cells ran
     OUTPUT/_checkpoints/<family>-seed<N>/     tiny checkpoints materialised for ``tiny:`` models
     OUTPUT/<model>/<condition>/<task>/        one finished cell: cell.json (points to the files below),
                                               <checkpoint>/<date>_results.json and
@@ -31,7 +35,8 @@ Config (YAML, read with ``yaml.safe_load``)::
       - {name: tiny-chameleon, family: chameleon, tiny: {seed: 0}}   # or tiny: true (seed 0)
 
 ``pretrained`` is a hub id or a path; a path starting with ``./`` or ``../`` is relative to the config
-file. ``tiny`` writes ``narrowgate.tiny.save(family, seed=...)`` under the output folder on first use.
+file. A local folder that does not exist is one config error before anything runs. ``tiny`` writes a
+tiny random checkpoint (as ``narrowgate tiny`` does) under the output folder on first use.
 """
 
 from narrowgate.grid.cells import (

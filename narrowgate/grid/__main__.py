@@ -4,8 +4,9 @@
 import argparse
 import sys
 
+from narrowgate.core.interrupt import run_command
 from narrowgate.grid.cli import configure, run
 
 parser = argparse.ArgumentParser(prog="python -m narrowgate.grid", description=__doc__)
 configure(parser)
-sys.exit(run(parser.parse_args()))
+sys.exit(run_command("narrowgate grid", run, parser.parse_args()))

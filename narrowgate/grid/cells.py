@@ -13,6 +13,7 @@ from narrowgate.grid.config import Cell, GridConfig
 
 CELL_FILE = "cell.json"
 GRID_FILE = "grid.json"
+LOG_FILE = "grid.log"  # what the libraries print while the cells run
 CHECKPOINTS_DIR = "_checkpoints"
 PARTIAL_SUFFIX = ".partial"
 

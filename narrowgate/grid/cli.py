@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from narrowgate.grid.config import ConfigError, load_config
-from narrowgate_tasks.java import JavaMissingError
 from narrowgate.grid.runner import run_grid
+from narrowgate_tasks.java import JavaMissingError
+from narrowgate_tasks.sources import DataMissingError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +36,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="at most N rows (conditions x batch size) per forward of the batched pass (default: all conditions)",
     )
     parser.add_argument("--verbosity", default="WARNING", help="lmms-eval log level (default WARNING)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show progress bars, library output and tracebacks here instead of in OUTPUT/grid.log "
+        "(also: LOGLEVEL=DEBUG)",
+    )
 
 
 def set_log_level(verbosity: str) -> None:
@@ -59,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
             verbosity=args.verbosity,
             sequential=args.sequential,
             max_rows=args.max_rows,
+            verbose=args.verbose,
         )
-    except (ConfigError, JavaMissingError) as error:
+    except (ConfigError, JavaMissingError, DataMissingError) as error:
         print(f"narrowgate grid: {error}", file=sys.stderr)
         return 2
     done = sum(s.status in ("done", "skipped") for s in report.statuses)

@@ -26,6 +26,13 @@ class ModelSpec:
     pretrained: str | None
     tiny_seed: int | None
     model_args: dict[str, Any] = field(default_factory=dict)
+    tasks: tuple[str, ...] | None = None  # the grid's tasks this model runs (None: all)
+
+    @property
+    def local(self) -> bool:
+        """Whether ``pretrained`` names a folder rather than a hub id (``name`` or ``org/name``)."""
+        given = self.pretrained
+        return given is not None and (Path(given).is_absolute() or given.startswith(".") or given.count("/") > 1)
 
     def record(self) -> dict[str, Any]:
         """What identifies this model's results (written to cell.json, compared on resume)."""
@@ -102,6 +109,7 @@ class GridConfig:
             for m, model in enumerate(self.models)
             for condition in self.conditions
             for t, task in enumerate(self.tasks)
+            if model.tasks is None or task in model.tasks
         ]
 
 
@@ -135,6 +143,10 @@ def parse_config(data: Any, path: Path) -> GridConfig:
         conditions.extend(instances)
 
     models = [_model_spec(entry, grid.model_args, path) for entry in grid.models]
+    for i, model in enumerate(models):
+        unknown = [t for t in model.tasks or () if t not in grid.tasks]
+        if unknown:
+            raise fail(f"models[{i}].tasks", f"{', '.join(unknown)} not among the grid's tasks ({', '.join(grid.tasks)})")
     names = [m.name for m in models]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -160,10 +172,25 @@ def _condition_specs(entry: schema.ConditionEntry, key: str, fail) -> list[Condi
     return instances
 
 
+def check_checkpoints(path: Path, models: list[ModelSpec]) -> None:
+    """One ConfigError naming every local checkpoint folder of ``models`` that does not exist, before
+    anything runs (rather than one failed cell per condition and task)."""
+    missing = [f"{m.name}: {m.pretrained}" for m in models if m.local and not Path(m.pretrained).is_dir()]
+    if missing:
+        raise ConfigError(
+            f"{path}: models: no checkpoint folder at {'; '.join(missing)} (paths starting with ./ or ../ are "
+            f"relative to the config file's folder {path.parent.resolve()}; others to the current folder)"
+        )
+
+
 def _model_spec(entry: schema.ModelEntry, defaults: dict[str, Any], path: Path) -> ModelSpec:
-    """A hub id or path as given (``./`` and ``../`` relative to the config file), or a tiny checkpoint."""
+    """A hub id or path as given (``./`` and ``../`` relative to the config file, ``~`` expanded), or a
+    tiny checkpoint."""
     pretrained = entry.pretrained
     if pretrained is not None and pretrained.startswith(("./", "../")):
         pretrained = str((path.parent / pretrained).resolve())
+    elif pretrained is not None and pretrained.startswith("~"):
+        pretrained = str(Path(pretrained).expanduser())
     tiny_seed = None if entry.tiny is None else entry.tiny.seed
-    return ModelSpec(entry.name, entry.family, pretrained, tiny_seed, {**defaults, **entry.model_args})
+    tasks = None if entry.tasks is None else tuple(entry.tasks)
+    return ModelSpec(entry.name, entry.family, pretrained, tiny_seed, {**defaults, **entry.model_args}, tasks)

@@ -6,19 +6,23 @@ import argparse
 import fnmatch
 import os
 import shutil
+import statistics
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+from narrowgate.core.checkpoints import name_corrupt_file
+from narrowgate.core.console import output_to, verbose_requested
 from narrowgate.core.evaluation import evaluate, plain_error, task_manager
 from narrowgate.core.files import write_json_atomic
 from narrowgate.grid.cells import (
     CELL_FILE,
     CHECKPOINTS_DIR,
     GRID_FILE,
+    LOG_FILE,
     PARTIAL_SUFFIX,
     CellStatus,
     GridReport,
@@ -28,9 +32,10 @@ from narrowgate.grid.cells import (
     read_done,
     write_grid_file,
 )
-from narrowgate.grid.config import Cell, ConfigError, GridConfig, ModelSpec
+from narrowgate.grid.config import Cell, ConfigError, GridConfig, ModelSpec, check_checkpoints
 from narrowgate.grid.parallel import Ranks
 from narrowgate_tasks.java import check_java
+from narrowgate_tasks.sources import check_data
 
 
 def select_cells(cells: list[Cell], only: Iterable[str]) -> list[Cell]:
@@ -83,6 +88,7 @@ def run_grid(
     log: Callable[[str], None] | None = None,
     sequential: bool = False,
     max_rows: int | None = None,
+    verbose: bool = False,
 ) -> GridReport:
     """Evaluate every selected cell not already done under ``output``; never raises for a failing cell
     in a single process (under data parallel a failing cell stops every rank: rerun to resume).
@@ -95,7 +101,12 @@ def run_grid(
     condition's answers in one pass (``NarrowgateModel.conditions_together``; ``max_rows`` caps the rows of
     one forward) and each cell is still its own lmms-eval run, answered from them with the same outputs.
     ``sequential`` generates each cell on its own.
+
+    The log gets one line per cell (and per model load); what the libraries print while loading and
+    evaluating (progress bars, warnings, Java) goes to ``OUTPUT/grid.log``, unless ``verbose`` (or
+    ``LOGLEVEL=DEBUG``), which also shows the tracebacks of failures.
     """
+    verbose = verbose_requested(verbose)
     ranks = Ranks()
     log = log or (lambda message: print(f"[grid] {message}", file=sys.stderr, flush=True))
     if not ranks.is_main:
@@ -111,6 +122,9 @@ def run_grid(
     decision = _done_cells(output, cells, limit) if ranks.is_main else None
     if isinstance(decision := ranks.share(decision), str):
         raise ConfigError(decision)
+    waiting = [cell for cell in cells if cell.id not in decision]  # before any model loads:
+    check_checkpoints(config.path, list({cell.model.name: cell.model for cell in waiting}.values()))
+    check_data(dict.fromkeys(cell.task for cell in waiting))
     statuses = {c.id: CellStatus(c.id, "skipped" if c.id in decision else "pending") for c in cells}
     others = other_cells(output, config, statuses) if ranks.is_main else []
     report = GridReport(output, [statuses[c.id] for c in cells], others=others)
@@ -124,35 +138,43 @@ def run_grid(
     record()
 
     pending = [c for c in cells if statuses[c.id].status == "pending"]
-    started = time.monotonic()
+    details = None if verbose else output / (LOG_FILE if ranks.is_main else f"grid.rank{ranks.rank}.log")
+    clock = Clock(pending, sequential)
     for model, model_cells in _group_by_model(pending):
-        lm, error = None, None
+        lm, error, pretrained = None, None, model.pretrained
         try:
             pretrained = model.pretrained if model.tiny_seed is None else _tiny_checkpoint(output, model, ranks)
             log(f"loading {model.name} ({model.family}: {pretrained})")
             import model_wrappers
 
-            lm = model_wrappers.load_model(model.family, pretrained, **model.model_args)
+            with output_to(details), clock.loading(model.name):
+                lm = model_wrappers.load_model(model.family, pretrained, **model.model_args)
         except Exception as load_error:  # every cell of this model fails with the load error
-            error = load_error
+            error = name_corrupt_file(load_error, pretrained)
         if ranks.first_error(None if error is None else f"{type(error).__name__}: {error}") is not None:
+            error = error or RuntimeError("the model failed to load on another rank")
             for cell in model_cells:
-                _fail(statuses[cell.id], error or RuntimeError("the model failed to load on another rank"), 0.0, log)
+                _fail(statuses[cell.id], error, 0.0, log=None)
+                clock.done(cell, None)
+            log(f"FAILED loading {model.name}: {statuses[model_cells[0].id].error} ({len(model_cells)} cells not run)")
+            _show_traceback(statuses[model_cells[0].id], verbose, log)
             record()
             continue
         conditions = list(dict.fromkeys(cell.condition.make() for cell in model_cells))
         with nullcontext() if sequential else lm.conditions_together(conditions, max_rows):
             for cell in model_cells:
-                position = sum(s.status in ("done", "failed") for s in report.statuses) + 1
-                log(f"cell {position}/{len(pending)}: {cell.id}{_eta(report, started, len(pending))}")
                 t0 = time.monotonic()
                 try:
-                    _run_cell(lm, cell, output, pretrained, limit, manager, verbosity, on_cell_start, ranks)
+                    with output_to(details):
+                        _run_cell(lm, cell, output, pretrained, limit, manager, verbosity, on_cell_start, ranks)
                     statuses[cell.id].status = "done"
                     statuses[cell.id].seconds = round(time.monotonic() - t0, 3)
-                    log(f"done {cell.id} in {statuses[cell.id].seconds:.1f} s")
+                    clock.done(cell, statuses[cell.id].seconds)
+                    log(f"{clock.position}/{len(pending)} {cell.id}: done in {statuses[cell.id].seconds:.1f} s{clock.left()}")
                 except Exception as error:
+                    clock.done(cell, None)
                     _fail(statuses[cell.id], error, time.monotonic() - t0, log)
+                    _show_traceback(statuses[cell.id], verbose, log)
                     if ranks.world_size > 1:  # the other ranks wait in the evaluator's collectives: stop them all
                         record()
                         raise
@@ -161,7 +183,8 @@ def run_grid(
         _free_memory()
     if report.failed:
         failed = ", ".join(s.cell for s in report.failed)
-        log(f"{len(report.failed)} cell(s) failed: {failed} (details in {output / GRID_FILE})")
+        where = f"{output / GRID_FILE}" + ("" if verbose else f", {output / LOG_FILE}")
+        log(f"{len(report.failed)} cell(s) failed: {failed} (details in {where})")
     return report
 
 
@@ -290,16 +313,61 @@ def _fail(status: CellStatus, error: BaseException, seconds: float, log) -> None
     status.seconds = round(seconds, 3)
     shown = plain_error(error)
     status.error = f"{type(shown).__name__}: {shown}"
-    status.traceback = traceback.format_exc()
-    log(f"FAILED {status.cell}: {status.error}")
+    status.traceback = "".join(traceback.format_exception(error))
+    if log is not None:
+        log(f"FAILED {status.cell}: {status.error}")
 
 
-def _eta(report: GridReport, started: float, total: int) -> str:
-    finished = sum(s.status in ("done", "failed") for s in report.statuses)
-    if not finished:
-        return ""
-    remaining = (time.monotonic() - started) / finished * (total - finished)
-    return f" (about {remaining / 60:.1f} min left)" if remaining >= 60 else f" (about {remaining:.0f} s left)"
+def _show_traceback(status: CellStatus, verbose: bool, log) -> None:
+    if verbose:
+        log(status.traceback.rstrip())
+
+
+class Clock:
+    """The grid's time estimate, from measured times only: each cell left is expected to take the mean
+    time of the finished cells of its kind (its task, and whether it generates every condition's answers
+    for its model and task, as the first one does when they generate together; else the mean of that
+    role over every task), plus the mean load time for each model still to load."""
+
+    def __init__(self, pending: list[Cell], sequential: bool) -> None:
+        firsts = {(c.model.name, c.task): c.id for c in reversed(pending)}
+        self.kind = {c.id: (c.task, sequential or firsts[c.model.name, c.task] == c.id) for c in pending}
+        self.left_cells = {c.id: c.model.name for c in pending}
+        self.measured: dict[tuple[str, bool], list[float]] = {}
+        self.loads: list[float] = []
+        self.loaded: str | None = None
+        self.position = 0
+
+    @contextmanager
+    def loading(self, model: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        yield
+        self.loads.append(time.monotonic() - t0)
+        self.loaded = model
+
+    def done(self, cell: Cell, seconds: float | None) -> None:
+        """``cell`` finished (``seconds``: its time; None when it failed, which says nothing of the rest)."""
+        self.position += 1
+        self.left_cells.pop(cell.id)
+        if seconds is not None:
+            self.measured.setdefault(self.kind[cell.id], []).append(seconds)
+
+    def left(self) -> str:
+        """`` (about N min left)``, or nothing when nothing is left or nothing was measured yet."""
+        if not self.left_cells or not self.measured:
+            return ""
+        means = {kind: statistics.fmean(times) for kind, times in self.measured.items()}
+        by_role = {
+            role: statistics.fmean(ts)
+            for role in (True, False)
+            if (ts := [t for (_, first), times in self.measured.items() if first == role for t in times])
+        }
+        fallback = statistics.fmean(means.values())
+        seconds = sum(
+            means.get(kind, by_role.get(kind[1], fallback)) for kind in map(self.kind.get, self.left_cells)
+        )
+        seconds += statistics.fmean(self.loads) * len(set(self.left_cells.values()) - {self.loaded}) if self.loads else 0
+        return f" (about {seconds / 60:.1f} min left)" if seconds >= 60 else f" (about {seconds:.0f} s left)"
 
 
 def _free_memory() -> None:

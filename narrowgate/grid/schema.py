@@ -88,6 +88,7 @@ class ModelEntry(Entry):
     ] = None
     tiny: Annotated[TinyEntry, BeforeValidator(_tiny)] | None = None
     model_args: ModelArgs = {}
+    tasks: Names | None = None  # a subset of the grid's tasks for this model (default: all of them)
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelEntry:

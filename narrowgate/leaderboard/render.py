@@ -18,6 +18,7 @@ from narrowgate.leaderboard.formatting import (
     number,
     share_cells,
     share_legend,
+    share_reasons,
     signed,
     value_text,
 )
@@ -44,6 +45,7 @@ def _markdown(board: Leaderboard) -> str:
     parts = [table, "", legend(board)]
     if board.shares:
         parts += ["", _md_table(SHARE_HEADERS, [share_cells(s) for s in board.shares]), "", share_legend(board)]
+        parts += share_reasons(board)
     return "\n".join([*parts, *board.notes]) + "\n"
 
 
@@ -85,8 +87,33 @@ def _csv(board: Leaderboard) -> str:
                 "n": d and d.n,
             }
             record.update({f"{column.task}:{column.metric}:{part}": v for part, v in values.items()})
-        records.append(record)
+        records.append(record | _share_record(board, row.model))
     return pd.DataFrame(records, dtype=object).to_csv(index=False, lineterminator="\n")
+
+
+def _share_record(board: Leaderboard, model: str) -> dict:
+    """The model's gate shares per task, on each of its rows: the image effect with its CI, each share
+    with its CI and the resamples left out for a zero effect, or ``defined`` False with the reason."""
+    record = {}
+    for share in (s for s in board.shares if s.model == model):
+        prefix = f"gate_share:{share.task}:{share.metric}"
+        effect = share.image_effect
+        record |= {
+            f"{prefix}:image_effect": effect.delta,
+            f"{prefix}:image_effect_ci_low": effect.ci_low,
+            f"{prefix}:image_effect_ci_high": effect.ci_high,
+            f"{prefix}:defined": share.defined,
+            f"{prefix}:undefined_reason": share.undefined,
+        }
+        for name in ("through", "bypass"):
+            ratio = getattr(share, name)
+            record |= {
+                f"{prefix}:{name}": ratio and ratio.ratio,
+                f"{prefix}:{name}_ci_low": ratio and ratio.ci_low,
+                f"{prefix}:{name}_ci_high": ratio and ratio.ci_high,
+                f"{prefix}:{name}_resamples_left_out": ratio and ratio.undefined,
+            }
+    return record
 
 
 def _latex_escape(text: str) -> str:
@@ -129,7 +156,27 @@ def _latex(board: Leaderboard) -> str:
             cells.append(text)
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    if board.shares:
+        lines += ["", *_latex_shares(board)]
     return "\n".join(lines) + "\n"
+
+
+def _latex_shares(board: Leaderboard) -> list[str]:
+    """The gate-share table; an undefined share says so, with the reason in a row below it."""
+    lines = [
+        r"\begin{tabular}{llrrr}",
+        r"\toprule",
+        " & ".join(_latex_escape(h.capitalize()) for h in SHARE_HEADERS) + r" \\",
+        r"\midrule",
+    ]
+    for share in board.shares:
+        lines.append(" & ".join(_latex_escape(text) for text in share_cells(share)) + r" \\")
+        if not share.defined:
+            lines.append(
+                rf"\multicolumn{{5}}{{l}}{{\footnotesize {_latex_escape(share.undefined.replace('−', '-'))}}} \\"
+            )
+    lines += [r"\bottomrule", r"\end{tabular}", "% " + share_legend(board).replace("−", "-")]
+    return lines
 
 
 def write(board: Leaderboard, fmt: str, path: str | Path) -> Path:

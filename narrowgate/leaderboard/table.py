@@ -112,7 +112,7 @@ def build(
         share
         for model in dict.fromkeys(r.model for r in rows)
         for task in dict.fromkeys(c.task for c in columns)
-        if (share := _shares(model, task, groups, columns, n_resamples, confidence, seed, notes)) is not None
+        if (share := _shares(model, task, groups, columns, n_resamples, confidence, seed)) is not None
     ]
     notes.extend(_grid_notes(Path(directory)))
     return Leaderboard(
@@ -127,7 +127,7 @@ def build(
     )
 
 
-def _shares(model, task, groups, columns, n_resamples, confidence, seed, notes) -> GateShare | None:
+def _shares(model, task, groups, columns, n_resamples, confidence, seed) -> GateShare | None:
     """``summary.gate_shares`` on the task's first metric with per-sample scores; the share conditions are
     the rows labelled with their plain condition names, the baseline is the model's baseline row."""
     baseline = _baseline_of(model, groups)
@@ -140,9 +140,7 @@ def _shares(model, task, groups, columns, n_resamples, confidence, seed, notes) 
     ]
     if not scored:
         return None
-    return gate_shares(
-        model, runs, scored[0], task, n_resamples=n_resamples, confidence=confidence, seed=seed, notes=notes
-    )
+    return gate_shares(model, runs, scored[0], task, n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
 def _wanted(column: Column, metrics: list[str] | None) -> bool:

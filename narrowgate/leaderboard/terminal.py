@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from narrowgate.leaderboard.formatting import number, ratio_text, signed
+from narrowgate.leaderboard.formatting import effect_text, number, ratio_text, signed
 from narrowgate.leaderboard.table import Column, Entry, Leaderboard
 
 TASK_PREFIX = "narrowgate_"
@@ -39,16 +39,19 @@ def summary_text(board: Leaderboard, width: int = 100) -> str:
                 entries = [_entry_text(row.entries.get(c), alpha) for c in shown]
                 lines.append(INDENT + _clip(name, name_width - 1).ljust(name_width) + "".join(map(cell, entries)))
         for share in shares.get(model, []):
-            text = (
-                f"gate share ({share.task.removeprefix(TASK_PREFIX)} {share.metric}): through "
-                f"{ratio_text(share.through)}, bypassing {ratio_text(share.bypass)}"
+            text = f"gate share ({share.task.removeprefix(TASK_PREFIX)} {share.metric}): " + (
+                f"through {ratio_text(share.through)}, bypassing {ratio_text(share.bypass)}; image effect "
+                f"{effect_text(share)}"
+                if share.defined
+                else f"undefined: {share.undefined}"
             )
             lines += textwrap.wrap(text, width, initial_indent=INDENT, subsequent_indent=INDENT * 2)
     legend = (
         f"Value and Δ from the model's baseline; * p < {alpha:g} (paired bootstrap over documents). "
         "Gate share: the share of the image's effect (baseline − image_ablated) that blocking the gate "
         "removes (through) and that cutting every image token but the gate removes (bypassing); "
-        "near 1 and 0 for a narrow gate."
+        "near 1 and 0 for a narrow gate; not bounded to [0, 1], undefined where the image effect's CI "
+        "contains 0."
     )
     if hidden:
         legend += f" Not shown here: {', '.join(c.label for c in hidden)}."

@@ -4,9 +4,7 @@ The emergence study asks which training regime makes a gate form by itself. From
 varies ``ToyRecipe`` fields one at a time around a base recipe (``factors:``), trains every cell with
 every seed (``train-toy`` processes, ``jobs`` at a time), evaluates all checkpoints in one lmms-eval grid
 under the ablation conditions, measures each (gate share, attention to the gate, patching flips) and
-writes one table and one plot per factor. Every step resumes. One file per concern: ``schema`` (the
-config's keys), ``plan`` (cells, runs, folder names), ``training``, ``evaluation``, ``aggregate`` (the
-table, the two-level bootstrap), ``plots``, ``cli``.
+writes one table and one plot per factor. Every step resumes: rerun the same command after a stop.
 
 Output layout::
 
@@ -19,6 +17,9 @@ Output layout::
 
 A cell is ``base`` or ``<factor>=<level>`` (e.g. ``image_loss=0``); a run is ``<cell>/seed<N>``.
 """
+
+# One file per concern: schema (the config's keys), plan (cells, runs, folder names), training,
+# evaluation, aggregate (the table, the two-level bootstrap), plots, cli.
 
 from narrowgate.study.cli import configure, run
 

@@ -4,6 +4,11 @@ A gate share's CI must account for both sources of variation: which seed was tra
 about the training regime, not one model) and which documents were asked. ``seed_bootstrap_ratio``
 resamples seeds, then documents within each resampled seed, and takes the mean of the per-seed ratios.
 With one seed it is the document bootstrap of ``narrowgate.core.stats.paired_bootstrap_ratio``.
+
+Two cases the bootstrap misreports, said plainly instead: where the image effect's CI (the same two-level
+bootstrap) contains 0 the shares are undefined; where a knockout changed no answer of any seed the
+bootstrap's [0, 0] looks exact, so the table gives the exact one-sided Clopper-Pearson bound on the rate
+of changed answers ("0 of 96 seed×question answers changed: at most 3.1% at 95%").
 """
 
 from __future__ import annotations
@@ -70,8 +75,20 @@ def seed_bootstrap_ratio(
     alpha = (1 - confidence) / 2
     low, high = np.quantile(kept, [alpha, 1 - alpha])
     return SeedRatio(
-        float(np.mean(per_seed[defined])), float(low), float(high), tuple(map(float, per_seed)), n_resamples, int(values.size - kept.size)
+        float(np.mean(per_seed[defined])),
+        float(low),
+        float(high),
+        tuple(map(float, per_seed)),
+        n_resamples,
+        int(values.size - kept.size),
     )
+
+
+def changed_at_most(changed: int, answers: int, confidence: float = 0.95) -> float:
+    """The exact one-sided Clopper-Pearson upper bound on the rate of changed answers (0 of 96: 0.031)."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(changed, answers, alternative="less").proportion_ci(confidence, method="exact").high)
 
 
 def _read(checkpoint: Run | Reference, output: Path, name: str) -> dict:
@@ -101,6 +118,9 @@ def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame
         flips = [_read(m, output, "patching")["flip_fraction"] for m in members]
         for task in study.file.tasks:
             per = [s[task] for s in shares]
+            effects = [np.subtract(p["scores"][BASELINE], p["scores"][IMAGE_ABLATED]) for p in per]
+            effect = seed_bootstrap_ratio([(e, np.ones(e.size)) for e in effects], n_resamples=n_resamples)
+            undefined = effect.ci_low <= 0 <= effect.ci_high
             row = {
                 "factor": factor,
                 "level": level,
@@ -110,24 +130,27 @@ def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame
                 "seeds": " ".join(str(m.seed) for m in members) if isinstance(members[0], Run) else "",
                 "baseline": float(np.mean([p["means"][BASELINE] for p in per])),
                 "baseline_per_seed": _fmt([p["means"][BASELINE] for p in per]),
-                "image_effect": float(np.mean([p["image_effect"] for p in per])),
+                "image_effect": effect.mean,
+                "image_effect_ci_low": effect.ci_low,
+                "image_effect_ci_high": effect.ci_high,
+                "image_effect_per_seed": _fmt(effect.per_seed),
+                "shares_defined": not undefined,
             }
             for share, condition in SHARES.items():
-                ratio = seed_bootstrap_ratio(
-                    [
-                        (
-                            np.subtract(p["scores"][BASELINE], p["scores"][condition]),
-                            np.subtract(p["scores"][BASELINE], p["scores"][IMAGE_ABLATED]),
-                        )
-                        for p in per
-                    ],
-                    n_resamples=n_resamples,
+                changes = [np.subtract(p["scores"][BASELINE], p["scores"][condition]) for p in per]
+                ratio = (
+                    None if undefined else seed_bootstrap_ratio(list(zip(changes, effects)), n_resamples=n_resamples)
                 )
+                changed, answers = sum(int(np.count_nonzero(c)) for c in changes), sum(c.size for c in changes)
                 row |= {
                     share: ratio.mean if ratio else math.nan,
                     f"{share}_ci_low": ratio.ci_low if ratio else math.nan,
                     f"{share}_ci_high": ratio.ci_high if ratio else math.nan,
                     f"{share}_per_seed": _fmt(ratio.per_seed) if ratio else _fmt([math.nan] * len(per)),
+                    f"{share}_resamples_left_out": ratio.undefined if ratio else 0,  # no seed with an effect drawn
+                    f"{share}_changed": changed,  # seed x question answers whose score the knockout changed
+                    f"{share}_answers": answers,
+                    f"{share}_changed_at_most": changed_at_most(changed, answers),
                 }
             row["through_above_zero"] = bool(row["through_ci_low"] > 0)
             row |= {f"attention_gate_{k}": v for k, v in _spread(attention).items()}
@@ -145,16 +168,28 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
         return "—" if math.isnan(value) else f"{value:.2f}"
 
     def share(row, name: str) -> str:
+        if not row["shares_defined"]:
+            return "undefined: effect CI contains 0"
+        if row[f"{name}_changed"] == 0:  # the bootstrap's [0, 0] is no interval: the exact bound instead
+            return f"0 of {row[f'{name}_answers']} answers changed: ≤ {row[f'{name}_changed_at_most']:.1%}"
         if math.isnan(row[name]):
             return "undefined"
-        return f"{num(row[name])} [{num(row[f'{name}_ci_low'])}, {num(row[f'{name}_ci_high'])}]"
+        dropped = row[f"{name}_resamples_left_out"]
+        left_out = f" ({dropped} resamples without effect left out)" if dropped else ""
+        return f"{num(row[name])} [{num(row[f'{name}_ci_low'])}, {num(row[f'{name}_ci_high'])}]{left_out}"
+
+    def per_seed(row, name: str) -> str:
+        return row[f"{name}_per_seed"] if " " in row["seeds"] else "—"
+
+    def effect(row) -> str:
+        return f"{num(row['image_effect'])} [{num(row['image_effect_ci_low'])}, {num(row['image_effect_ci_high'])}]"
 
     def spread(row, name: str) -> str:
         return f"{num(row[f'{name}_mean'])} ({num(row[f'{name}_min'])}–{num(row[f'{name}_max'])})"
 
     header = (
-        "| factor | level | task | seeds | baseline | image effect | through | bypass | through > 0 "
-        "| attention to gate | patching flips |"
+        "| factor | level | task | seeds | baseline | image effect | through | through per seed | bypass | "
+        "through > 0 | attention to gate | patching flips |"
     )
     lines = [
         f"# Emergence study: {study.file.description}".rstrip(": "),
@@ -165,17 +200,21 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
     for _, row in frame.iterrows():
         seeds = row["seeds"] or "—"
         lines.append(
-            f"| {row['factor']} | {row['level']} | {row['task']} | {seeds} | {num(row['baseline'])} | {num(row['image_effect'])} | "
-            f"{share(row, 'through')} | {share(row, 'bypass')} | {'yes' if row['through_above_zero'] else 'no'} | "
+            f"| {row['factor']} | {row['level']} | {row['task']} | {seeds} | {num(row['baseline'])} | {effect(row)} | "
+            f"{share(row, 'through')} | {per_seed(row, 'through')} | {share(row, 'bypass')} | "
+            f"{'yes' if row['through_above_zero'] else 'no'} | "
             f"{spread(row, 'attention_gate')} | {spread(row, 'flip_fraction')} |"
         )
     lines += [
         "",
         (
-            "*image effect*: baseline − image_ablated on the task's metric, mean over seeds (a share of an effect "
-            "near 0 means little). Gate shares of that effect: *through* = "
+            "*image effect*: baseline − image_ablated on the task's metric, mean over seeds with its 95% CI; where "
+            "the CI contains 0 no share of it is defined. Gate shares of that effect: *through* = "
             "(baseline − gate_ablated) / effect, *bypass* = (baseline − gate_only) / effect; mean over seeds with a "
-            "95% CI from a two-level bootstrap (seeds, then documents within each seed). *attention to gate*: the "
+            "95% CI from a two-level bootstrap (seeds, then documents within each seed; with 3 seeds the seed level "
+            "rests on 3 draws), not bounded to [0, 1]; *through per seed*: each seed's share. Where the knockout "
+            "changed no answer of any seed the bootstrap's [0, 0] is no interval: the cell gives the count and the "
+            "exact one-sided 95% Clopper-Pearson bound on the rate of changed answers. *attention to gate*: the "
             "gate's share of the text queries' attention to the image span, mean over layers; *patching flips*: "
             "fraction of answers that flip when the gate's input to every layer comes from another image. Those "
             "two: mean (range over seeds). A claim needs at least 3 seeds per cell."

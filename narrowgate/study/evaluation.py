@@ -1,16 +1,21 @@
 """Evaluating the study's checkpoints: one grid through lmms-eval, then each checkpoint's measures.
 
 The grid holds every checkpoint x condition x task (one lmms-eval task setup, each model loaded once,
-its conditions generated together; resumable: ``narrowgate.grid``). Each checkpoint then gets three
+its conditions generated together; resumable: ``narrowgate.grid``). Each checkpoint then gets these
 files in its folder, written atomically and skipped when present:
 
 - ``gate_share.json``: per task, the per-document scores of each condition and the gate shares with
   their document-bootstrap CI (``narrowgate.leaderboard.summary.gate_share``);
-- ``attention.json``: ``narrowgate.analyses.attention`` on shapes drawings, plus ``gate_vs_image``: the
-  gate's share of the text queries' attention to the image span (gate / (gate + image tokens)),
-  averaged over layers;
-- ``patching.json``: ``narrowgate.analyses.patching``, plus ``flip_fraction``: the fraction of answer
-  flips when the gate's input to every layer comes from the other image (cumulative from layer 0).
+- ``attention.json``: ``narrowgate.analyses.attention`` on shapes drawings asked the VQA questions (the
+  study's task), plus ``gate_vs_image``: the gate's share of the text queries' attention to the image
+  tokens + gate (the analysis's normalisation), mean over layers;
+- ``patching.json``: ``narrowgate.analyses.patching``, plus ``flip_fraction``: among the pairs whose
+  unpatched run prefers the target answer, the fraction that flips to the base answer when the gate's
+  input to every layer comes from the base image (cumulative from layer 0), and ``flip_either``;
+- ``gap.json``: ``narrowgate.analyses.gap``, plus ``gap_cosine`` and ``gap_homogeneity``, the median
+  |cos| and the homogeneity, each the mean over layers;
+- ``overlap.json``: ``narrowgate.analyses.overlap``, plus ``gate_chi`` and ``image_chi``: the best chi over
+  layers (k below the smallest class, so the ceiling is 1), mean over label kinds, and ``chance_chi``.
 """
 
 from __future__ import annotations
@@ -34,12 +39,13 @@ from narrowgate.leaderboard.collect import (
     paired_scores,
     read_cells,
 )
-from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES, gate_share
+from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES, gate_share, image_effect, undefined_reason
 from narrowgate.study.plan import GRID_DIR, Reference, Run, Study, StudyError
 from narrowgate.toy import FAMILY
 
-MEASURES = ("gate_share", "attention", "patching")
-PATCHING_EXAMPLES = 96  # the drawings the patching pairs are drawn from (narrowgate analyze's default)
+ANALYSES = ("attention", "patching", "gap", "overlap")
+MEASURES = ("gate_share", *ANALYSES)
+LABELLED_EXAMPLES = 96  # the drawings the patching pairs and chi's neighbours come from (narrowgate analyze's default)
 
 
 def grid_config(study: Study, output: Path) -> GridConfig:
@@ -89,7 +95,7 @@ def evaluate(study: Study, output: Path, log: Callable[[str], None], verbosity: 
 def gate_shares(checkpoint: Run | Reference, runs: dict[str, list], tasks) -> dict[str, Any]:
     """Per task: the per-document scores of the gate-share conditions (aligned by document, on the task's
     first metric with per-document scores) and each share with its document-bootstrap CI (None when the
-    image has no effect on average, so no share of it is defined)."""
+    image effect's CI contains 0, so no share of it is defined: ``undefined`` says so)."""
     out: dict[str, Any] = {"id": checkpoint.id, "tasks": {}}
     names = [BASELINE, IMAGE_ABLATED, *SHARES.values()]
     for task in tasks:
@@ -102,39 +108,57 @@ def gate_shares(checkpoint: Run | Reference, runs: dict[str, list], tasks) -> di
             raise StudyError(f"{checkpoint.id}: {task} has no metric with per-document scores, so no gate share")
         aligned = paired_scores([(of_task[n], mean_over_seeds(of_task[n], metric)) for n in names], task)
         scores = dict(zip(names, aligned))
-        effect = sum(b - c for b, c in zip(scores[BASELINE], scores[IMAGE_ABLATED])) / len(scores[BASELINE])
+        effect = image_effect(scores[BASELINE], scores[IMAGE_ABLATED])
+        undefined = undefined_reason(effect)
         shares = {
-            share: None if effect == 0 else dataclasses.asdict(gate_share(scores[BASELINE], scores[name], scores[IMAGE_ABLATED]))
+            share: None if undefined else dataclasses.asdict(gate_share(scores[BASELINE], scores[name], scores[IMAGE_ABLATED]))
             for share, name in SHARES.items()
         }
         means = {name: sum(values) / len(values) for name, values in scores.items()}
-        out["tasks"][task] = {"metric": metric, "means": means, "image_effect": effect, **shares, "scores": scores}
+        out["tasks"][task] = {
+            "metric": metric,
+            "means": means,
+            "image_effect": effect.delta,
+            "image_effect_ci": [effect.ci_low, effect.ci_high],
+            "undefined": undefined,
+            **shares,
+            "scores": scores,
+        }
     return out
 
 
 def analyse(checkpoint: Run | Reference, study: Study, output: Path) -> None:
-    """The attention and patching files of one checkpoint (loaded once, through its lmms-eval wrapper)."""
-    from narrowgate.analyses import attention, patching
+    """The analysis files of one checkpoint (loaded once, through its lmms-eval wrapper), each with the
+    per-cell measure the study table reads."""
+    from narrowgate.analyses import attention, gap, overlap, patching
     from narrowgate.analyses.data import load_examples
     from narrowgate.analyses.subject import Subject
 
     folder = checkpoint.folder(output)
     options = study.file.analyses
-    pending = [name for name in ("attention", "patching") if not (folder / f"{name}.json").is_file()]
+    pending = [name for name in ANALYSES if not (folder / f"{name}.json").is_file()]
     if not pending:
         return
     args = study.file.model_args
     subject = Subject(
         FAMILY, str(checkpoint.checkpoint(output)), device=args.get("device"), dtype=args.get("dtype"), batch_size=options.batch_size
     )
-    if "attention" in pending:
+    labelled = load_examples("shapes", LABELLED_EXAMPLES)
+    if "attention" in pending:  # the study's tasks ask questions: the VQA prompt
         result = attention.analyse(subject, load_examples("shapes", options.attention))
-        wide = result.table.pivot(index="layer", columns="group", values="share")
-        gate_vs_image = float((wide["gate"] / (wide["gate"] + wide["last"] + wide["image"])).mean())
-        result.write(folder, {"id": checkpoint.id, **result.summary, "gate_vs_image": gate_vs_image})
+        result.write(folder, {"id": checkpoint.id, **result.summary, "gate_vs_image": result.summary["gate_share_mean"]})
     if "patching" in pending:
-        examples = load_examples("shapes", PATCHING_EXAMPLES)
-        result = patching.analyse(subject, examples, pairs=options.patching, seed=0)
+        result = patching.analyse(subject, labelled, pairs=options.patching, seed=0)
         cumulative = result.table[result.table["mode"] == "cumulative"].set_index("layer")
-        flip_fraction = float(cumulative.loc[0, "flip_fraction"])
-        result.write(folder, {"id": checkpoint.id, **result.summary, "flip_fraction": flip_fraction})
+        every = {"flip_fraction": float(cumulative.loc[0, "flip_fraction"]), "flip_either": float(cumulative.loc[0, "flip_either"])}
+        result.write(folder, {"id": checkpoint.id, **result.summary, **every})
+    if "gap" in pending:
+        result = gap.analyse(subject, load_examples("shapes", options.attention))
+        means = {"gap_cosine": float(result.table.cos_median.mean()), "gap_homogeneity": float(result.table.homogeneity.mean())}
+        result.write(folder, {"id": checkpoint.id, **result.summary, **means})
+    if "overlap" in pending:
+        result = overlap.analyse(subject, labelled)
+        best = result.table.groupby(["label", "token"]).chi.max().unstack().mean()  # best layer, mean over label kinds
+        chis = {"gate_chi": float(best["gate"]), "image_chi": float(best["image"])}
+        chance = sum(result.summary["chance"].values()) / len(result.summary["chance"])
+        result.write(folder, {"id": checkpoint.id, **result.summary, **chis, "chance_chi": chance})
