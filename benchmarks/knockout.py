@@ -37,24 +37,38 @@ QUESTION = "what color is the shape ? answer the question using a single word or
 NEW_TOKENS = 20
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 
-# (label, condition name, knockout, reference); None = the model with no intervention at all.
+# (label, condition name, its options, reference); None = the model with no intervention at all.
+ZERO, MASK = {"knockout": "zero"}, {"knockout": "mask"}
+FLOW = {"cut": "image>question+image>last"}
 VARIANTS = [
     ("none", None, None, False),
-    ("baseline (bound, no edit)", "baseline", "zero", False),
-    ("gate_ablated", "gate_ablated", "zero", False),
-    ("gate_only", "gate_only", "zero", False),
-    ("image_ablated", "image_ablated", "zero", False),
-    ("last_image_ablated", "last_image_ablated", "zero", False),
-    ("random_image_ablated", "random_image_ablated", "zero", False),
-    ("gate_randomized", "gate_randomized", "zero", False),
-    ("gate_ablated, mask", "gate_ablated", "mask", False),
-    ("gate_only, mask", "gate_only", "mask", False),
-    ("random_image_ablated, mask", "random_image_ablated", "mask", False),
-    ("gate_ablated, eager reference", "gate_ablated", "zero", True),
-    ("gate_only, eager reference", "gate_only", "zero", True),
+    ("baseline (bound, no edit)", "baseline", ZERO, False),
+    ("gate_ablated", "gate_ablated", ZERO, False),
+    ("gate_only", "gate_only", ZERO, False),
+    ("image_ablated", "image_ablated", ZERO, False),
+    ("last_image_ablated", "last_image_ablated", ZERO, False),
+    ("random_image_ablated", "random_image_ablated", ZERO, False),
+    ("gate_randomized", "gate_randomized", ZERO, False),
+    ("gate_ablated, mask", "gate_ablated", MASK, False),
+    ("gate_only, mask", "gate_only", MASK, False),
+    ("random_image_ablated, mask", "random_image_ablated", MASK, False),
+    ("flow image>question+image>last", "flow", FLOW, False),
+    ("flow image>question+image>last, mask", "flow", {**FLOW, **MASK}, False),
+    ("image_to_generated", "image_to_generated", ZERO, False),
+    ("gate_only, heads 0+5", "gate_only", {"heads": "0+5"}, False),
+    ("gate_only, heads 0+5, mask", "gate_only", {"heads": "0+5", **MASK}, False),
+    ("gate_ablated, eager reference", "gate_ablated", ZERO, True),
+    ("gate_only, eager reference", "gate_only", ZERO, True),
 ]
-# (condition, knockout) whose fast-path logits are compared with the eager reference's at this length
-CHECKED = (("gate_ablated", "zero"), ("gate_only", "zero"), ("random_image_ablated", "mask"))
+# (condition, options) whose fast-path logits are compared with the eager reference's at this length
+CHECKED = (
+    ("gate_ablated", ZERO),
+    ("gate_only", ZERO),
+    ("random_image_ablated", MASK),
+    ("flow", {**FLOW, **MASK}),
+    ("gate_only", {"heads": "0+5"}),
+    ("gate_only", {"heads": "0+5", **MASK}),
+)
 
 
 def build(hidden: int, heads: int):
@@ -88,10 +102,10 @@ def context(model, variant, layouts):
 
     from interventions import intervene, make_condition
 
-    _, name, knockout, reference = variant
+    _, name, options, reference = variant
     if name is None:
         return nullcontext()
-    return intervene(model, make_condition(name, knockout=knockout), layouts, reference=reference)
+    return intervene(model, make_condition(name, **options), layouts, reference=reference)
 
 
 @torch.no_grad()
@@ -194,12 +208,13 @@ def main(argv=None) -> int:
         flush=True,
     )
     text = slice(layouts[0].spans[0].gate[-1] + 1, None)
-    for name, knockout in CHECKED:
+    for name, options in CHECKED:
         logits = []
         for reference in (False, True):
-            with context(model, (name, name, knockout, reference), layouts), torch.no_grad():
+            with context(model, (name, name, options, reference), layouts), torch.no_grad():
                 logits.append(model(**inputs).logits[0, text])
-        print(f"max |fast - eager reference| over the text logits, {name}, {knockout}: {(logits[0] - logits[1]).abs().max():.1e}")
+        described = ", ".join(f"{key}={value}" for key, value in options.items())
+        print(f"max |fast - eager reference| over the text logits, {name}, {described}: {(logits[0] - logits[1]).abs().max():.1e}")
     times = {variant[0]: {"prefill": [], "generate": []} for variant in VARIANTS}
     for variant in VARIANTS:  # warm-up
         with context(model, variant, layouts):

@@ -1,8 +1,10 @@
 """Interventions on the image-to-text path of vision-language models (no lmms-eval import here).
 
-families: which tokens form an image and its gate. layouts: where they sit in a batch. conditions:
-named, documented experiments. knockout + intervene: the attention-edge mechanism bound to a model. prefix: several conditions
-generated side by side with their shared prefix prefilled once.
+families: which tokens form an image and its gate. layouts: where they sit in a batch. roles: which
+positions of a row play which part (image, gate, question, last, generated, ...), the vocabulary of
+flows. conditions: named, documented experiments (flows among them). knockout + intervene: the
+attention-edge mechanism bound to a model. prefix: several conditions generated side by side with their
+shared prefix prefilled once.
 gate: randomisation, recording and patching of the gate's hidden state.
 
 The names below are imported on first use, so that ``interventions.families`` and
@@ -24,6 +26,7 @@ if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports them on 
     from .intervene import intervene, intervene_each  # noqa: F401
     from .layouts import ImageSpan, Layout, find_layouts  # noqa: F401
     from .prefix import generate_each  # noqa: F401
+    from .roles import ROLES, role_ranges  # noqa: F401
 
 # public name -> the module that defines it
 EXPORTS = {
@@ -33,6 +36,7 @@ EXPORTS = {
     **dict.fromkeys(("intervene", "intervene_each"), "intervene"),
     **dict.fromkeys(("ImageSpan", "Layout", "find_layouts"), "layouts"),
     "generate_each": "prefix",
+    **dict.fromkeys(("ROLES", "role_ranges"), "roles"),
 }
 
 

@@ -37,6 +37,15 @@ class Knockout:
     keys: tuple[int, ...]
     stop_query: int | None = None
 
+    @property
+    def first_changed(self) -> int | None:
+        """The first query row this knockout changes: none before its first query nor before its first
+        key (causality); None when it changes none (no key, or its queries stop before that)."""
+        if not self.keys:
+            return None
+        row = max(self.first_query, min(self.keys))
+        return row if self.stop_query is None or row < self.stop_query else None
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -165,6 +174,10 @@ def gate_randomized(condition: Condition, layout: Layout) -> tuple[Knockout, ...
     return ()
 
 
+# The paper's conditions (registered above); flows and the literature's presets follow.
+PAPER_CONDITIONS: tuple[str, ...] = tuple(CONDITIONS)
+
+
 @_register(options=(*KNOCKOUT_OPTIONS, "cut"))
 def flow(condition: Condition, layout: Layout) -> tuple[Knockout, ...]:
     """Queries in DST may not read keys in SRC, for every ``cut=SRC>DST`` edge (edges joined by '+'; roles:
@@ -180,12 +193,12 @@ def knockouts_of_cut(cut: str, layout: Layout) -> tuple[Knockout, ...]:
 # The literature's flows, registered like the paper's conditions: (name, cut, source).
 PRESETS = (
     ("image_to_question", "image>question",
-     "Zhang et al., CVPR 2025, 'Cross-modal information flow in multimodal LLMs': image -> question tokens"),
+     "Zhang et al., CVPR 2025, 'Cross-modal information flow in multimodal large language models': image -> question tokens"),
     ("image_to_last", "image>last", "Zhang et al., CVPR 2025: image -> the last prompt token"),
     ("question_to_last", "question>last", "Zhang et al., CVPR 2025: question -> the last prompt token"),
     ("image_to_generated", "image>generated",
-     "Kaduri et al., CVPR 2025, 'What's in the image? A deep-dive into the vision of vision language models': "
-     "image -> generated text (the prompt still reads the image)"),
+     ("Kaduri et al., CVPR 2025, 'What's in the image? A deep-dive into the vision of vision language models': "
+      "image -> generated text (the prompt still reads the image)")),
 )
 
 
@@ -193,8 +206,9 @@ def _preset(cut: str) -> Callable[[Condition, Layout], tuple[Knockout, ...]]:
     return lambda condition, layout: knockouts_of_cut(cut, layout)
 
 
-for _name, _cut, _source in PRESETS:
-    CONDITIONS[_name] = ConditionDef(_name, f"flow cut={_cut} ({_source}).", KNOCKOUT_OPTIONS, _preset(_cut))
+CONDITIONS.update(
+    {name: ConditionDef(name, f"flow cut={cut} ({source}).", KNOCKOUT_OPTIONS, _preset(cut)) for name, cut, source in PRESETS}
+)
 
 
 def example_seed(seed: int, layout: Layout, span_index: int, purpose: str) -> int:

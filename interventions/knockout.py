@@ -1,4 +1,9 @@
-"""Attention knockout: cut (query, key) edges in chosen layers, every head, prompt and generated tokens.
+"""Attention knockout: cut (query, key) edges in chosen layers and heads, prompt and generated tokens.
+
+A knockout's queries are a range of KV positions (``Knockout.first_query``/``stop_query``: from a
+position on, a prompt span, the last token, generated tokens only); the fast path splits a forward's
+query rows at every range's start and stop, so each block of rows runs one SDPA call with one set of cut
+keys per batch row. A knockout in some heads only (``heads``) recomputes just those heads (``_Heads``).
 
 Two attention implementations are registered with transformers (``AttentionInterface``), each with the
 stock mask function under the same name (``AttentionMaskInterface``; without one transformers builds no
@@ -114,7 +119,7 @@ class Knockouts:
             _Rule(layout.row, ko.first_query, torch.tensor(ko.keys, dtype=torch.int64), min(ko.keys), ko.stop_query)
             for layout in layouts
             for ko in condition.knockouts(layout)
-            if ko.keys and (ko.stop_query is None or ko.stop_query > max(ko.first_query, min(ko.keys)))
+            if ko.first_changed is not None
         ]
         heads = condition.head_indices(num_heads)
         self.heads = None if heads is None or len(heads) == num_heads else _Heads(heads, num_heads)
@@ -264,10 +269,7 @@ class _Heads:
 
     def __init__(self, heads: Sequence[int], num_heads: int):
         self.heads, self.num_heads = tuple(heads), num_heads
-        self.on = PerDevice(self._build)
-
-    def _build(self, device: torch.device):
-        return {}
+        self.on = PerDevice(lambda device: {})  # per device: key/value group size -> index tensors
 
     def selected(self, device: torch.device) -> torch.Tensor:
         """(heads,) bool, True for the chosen query heads."""

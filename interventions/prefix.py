@@ -48,9 +48,8 @@ BASELINE = make_condition("baseline")
 
 def first_changed(condition: Condition, layout: Layout) -> int:
     """The first KV position whose query row ``condition`` changes in the row of ``layout`` (its length
-    when none): a knockout changes no query before its first query nor before its first cut key
-    (causality), a gate edit none before the gate."""
-    rows = [max(cut.first_query, min(cut.keys)) for cut in condition.knockouts(layout) if cut.keys]
+    when none): each knockout's ``first_changed``, a gate edit none before the gate."""
+    rows = [cut.first_changed for cut in condition.knockouts(layout) if cut.first_changed is not None]
     if condition.edits_gate:
         rows += [span.gate[0] for span in layout.spans]
     return min(rows, default=layout.length)

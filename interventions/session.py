@@ -1,8 +1,8 @@
 """State bound to a model while an intervention is active.
 
 ``generate()`` rejects unknown kwargs and 4D masks, so per-call state cannot travel with the inputs.
-Instead a Session is bound to the language model itself, and the caller holds it (``intervene`` and
-``intervene_each`` yield it, as ``session.expand`` for the latter): the session sets itself on every
+Instead a Session is bound to the language model itself, and the caller holds it (``intervene`` yields
+it; ``session_of(decoder)`` finds it from the model): the session sets itself on every
 attention module of the decoder (``module.narrowgate_session``, which the registered attention functions
 read) and switches the decoder to narrowgate's attention through transformers' public
 ``set_attn_implementation``. A forward pre-hook on the decoder reads where the forward's queries and
@@ -120,8 +120,8 @@ class Session:
     The language model runs narrowgate's attention while bound: the fast path, or the eager reference
     when the model was loaded with eager attention (``default_reference``) or ``intervene`` asks.
 
-    knockout: the attention part (at most one; set by ``intervene``), with ``begin(forward, mask)``,
-        ``reference`` and the attention functions' state; ``begin(forward)`` before every forward. edits: hidden-state parts (gate
+    knockout: the attention part (at most one; set by ``intervene``), with ``begin(forward)`` (before
+        every forward), ``reference`` and the attention functions' state. edits: hidden-state parts (gate
         randomisation, patching, recording), each with ``layers``, ``begin(forward)`` and
         ``edit(layer, hidden) -> hidden``, applied in the order they were bound.
     """

@@ -32,8 +32,8 @@ from model_wrappers.loglikelihood import loglikelihoods
 from model_wrappers.together import Together
 
 MODEL_ARGS = (
-    "pretrained, condition, layers, knockout, k, seed, device, dtype, device_map, attn_implementation, batch_size, "
-    "trust_remote_code"
+    "pretrained, condition, layers, knockout, k, seed, cut, heads, device, dtype, device_map, attn_implementation, "
+    "batch_size, trust_remote_code"
 )
 
 
@@ -58,6 +58,8 @@ class NarrowgateModel(lmms):
         knockout: str = "zero",
         k: int = 10,
         seed: int = 0,
+        cut: str | None = None,
+        heads: str | int | None = None,
         device: str | None = None,
         dtype: str | None = None,
         device_map: str | None = None,
@@ -77,7 +79,8 @@ class NarrowgateModel(lmms):
         self.pretrained = str(pretrained)
         self.spec = self.load_spec(trust_remote_code)
         self.condition = make_condition(
-            condition or self.registered_condition or "baseline", layers=layers, knockout=knockout, k=k, seed=seed
+            condition or self.registered_condition or "baseline",
+            layers=layers, knockout=knockout, k=k, seed=seed, cut=cut, heads=heads,
         )
         if self.spec.model_type:  # a declared family: the checkpoint must be one of its (the auto family derives)
             check_family(self.model_name, self.spec, self.pretrained, self.condition.name)
@@ -102,6 +105,7 @@ class NarrowgateModel(lmms):
         self.encoder = self.encoder_class(self.spec, self.checkpoint, self.prompt_format)
         self.num_layers = self.checkpoint.num_layers
         self.condition.layer_indices(self.num_layers)  # layer spec out of range: fail before evaluating
+        self.condition.head_indices(self.checkpoint.model.config.get_text_config().num_attention_heads)
         self.auditor = Auditor(self.model_name, self.pretrained, self.num_layers, self.checkpoint.attention)
         self.generator = Generator(self.checkpoint, self.encoder, self.auditor, rows, self.rank == 0, self.running)
         self._together: Together | None = None  # conditions_together()

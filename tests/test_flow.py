@@ -8,7 +8,7 @@ import torch
 from test_conditions import LAYOUT
 from tiny_cases import PROMPTS, TINY_CASES, load, same_size_pair
 
-from interventions import CONDITIONS, intervene, make_condition
+from interventions import CONDITIONS, Knockout, intervene, make_condition
 from interventions.prefix import first_changed, split_column
 from interventions.roles import canonical_cut, role_ranges
 
@@ -64,6 +64,9 @@ def test_flow_knockouts_and_bad_specs():
     (last, text) = flow.knockouts(LAYOUT)
     assert (last.first_query, last.stop_query, last.keys) == (16, 17, (3, 4, 5, 6, 11, 12, 13))
     assert (text.first_query, text.stop_query, text.keys) == (16, None, (7, 8, 14, 15))
+    # queries that stop before the first cut key can see it change nothing (causality)
+    assert [Knockout(*args).first_changed for args in [(5, (10,), 8), (5, (10,), 11), (12, (10,)), (0, ())]] == [
+        None, 10, 12, None]
     for kwargs, message in [
         ({}, "needs cut=SRC>DST"),
         ({"cut": "image"}, "write SRC>DST"),

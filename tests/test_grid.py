@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from interventions import CONDITIONS
+from interventions.conditions import PAPER_CONDITIONS
 from narrowgate.cli import main
 from narrowgate.grid import ConfigError, load_config, parse_config, select_cells
 
@@ -67,10 +67,10 @@ def test_paper_table1_config():
     assert all(m.model_args["dtype"] == "bfloat16" for m in config.models)
 
 
-def test_smoke_config_covers_every_condition():
+def test_smoke_config_covers_every_paper_condition():
     config = load_config(REPO / "configs" / "smoke.yaml")
     assert set(config.tasks) == {"narrowgate_smoke_vqa", "narrowgate_smoke_caption"}
-    assert {c.name for c in config.conditions} == set(CONDITIONS)
+    assert {c.name for c in config.conditions} == set(PAPER_CONDITIONS)
     # offline: every model is a tiny checkpoint or a folder that exists (the shipped toy model)
     assert all(m.tiny_seed is not None or Path(m.pretrained).is_dir() for m in config.models)
     assert any(c.repeated for c in config.conditions)

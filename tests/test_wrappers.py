@@ -334,7 +334,8 @@ def test_every_condition_equals_the_engine_on_one_load(tiny_dir, engine, family)
     weights = lm.model
     outputs = {}
     for name in CONDITIONS:
-        lm.set_condition(make_condition(name, k=3, layers="1" if name == "gate_only" else None))
+        flow = {"cut": "image>last+gate>text"} if "cut" in CONDITIONS[name].options else {}
+        lm.set_condition(make_condition(name, k=3, layers="1" if name == "gate_only" else None, **flow))
         samples = evaluate(lm, limit=2)  # one batch of two prompts of different lengths: left padding
         assert lm.model is weights, "the weights were reloaded or dropped between runs"
         assert_equals_engine(engine(family), samples, name, limit=2)

@@ -10,16 +10,18 @@ are repeats. A run repeated later (same model, condition, seed and task) replace
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+from interventions.conditions import OPTIONS
 from narrowgate.grid import GRID_FILE
 from narrowgate.leaderboard.scores import CellResult, read_scores
 
 AUDIT_KEY = "narrowgate"
 # model_args that name the condition (read from the audit record) or do not change the outputs
-CONDITION_ARGS = ("condition", "layers", "knockout", "k", "seed")
+CONDITION_ARGS = ("condition", *OPTIONS)
 NEUTRAL_ARGS = ("pretrained", "batch_size", "device", "device_map")
 GRID_CELL_DEPTH = 5  # OUTPUT/MODEL/CONDITION/TASK/<lmms-eval model>/<date>_results.json
 
@@ -97,12 +99,12 @@ def _describe(audit: dict[str, Any], model_args: str | dict | None) -> dict[str,
     """A run's model identity, condition label and seed, from its audit record and model_args."""
     from lmms_eval.utils import simple_parse_args_string
 
-    from interventions import CONDITIONS, make_condition
+    from interventions import CONDITIONS, Condition
 
     condition = dict(audit["condition"])
     name = condition.pop("name")
     seed = condition.pop("seed", None)
-    defaults = make_condition(name).to_dict()
+    defaults = {field.name: field.default for field in dataclasses.fields(Condition)}  # a flow's cut has none
     changed = {k: v for k, v in condition.items() if v != defaults.get(k)}
     label = name + "".join(f" {k}={v}" for k, v in changed.items())
     args = model_args if isinstance(model_args, dict) else simple_parse_args_string(model_args or "")

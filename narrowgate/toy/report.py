@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from model_wrappers.registry import condition_names
+from interventions.conditions import PAPER_CONDITIONS
 from narrowgate_tasks import prompts, shapes
 
 from .recipe import FAMILY, RECIPE_FILE, REPORT_FILE, SPLITS, ToyRecipe
@@ -18,8 +18,8 @@ from .world import eval_specs, prompt_text, question_items
 if TYPE_CHECKING:
     from transformers import ChameleonForConditionalGeneration, ProcessorMixin
 
-# Every knockout condition (gate_randomized edits hidden states rather than attention edges).
-CONDITIONS: tuple[str, ...] = tuple(name for name in condition_names() if name != "gate_randomized")
+# Every knockout condition of the paper (gate_randomized edits hidden states rather than attention edges).
+CONDITIONS: tuple[str, ...] = tuple(name for name in PAPER_CONDITIONS if name != "gate_randomized")
 
 
 def accuracy(
