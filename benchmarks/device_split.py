@@ -101,7 +101,8 @@ def compare(family: str, new_tokens: int, device: str) -> bool:
     for name, definition in CONDITIONS.items():
         for knockout in ("zero", "mask") if "knockout" in definition.options else ("zero",):
             for reference in (False, True):
-                condition = make_condition(name, knockout=knockout, k=3)
+                cut = "image>last+gate>text" if "cut" in definition.options else None  # flow needs edges
+                condition = make_condition(name, knockout=knockout, k=3, cut=cut)
                 args = (condition, inputs, layouts, reference, suppress, processor.tokenizer.pad_token_id, new_tokens)
                 try:
                     a_logits, a_tokens, a_generated = run(whole, *args)

@@ -48,6 +48,18 @@ def test_an_analysis_runs_under_a_condition_and_records_it(tiny_dir, tmp_path):
     assert summary["gate_share_by_layer"][-1] == 0 and summary["gate_share_by_layer"][0] > 0
 
 
+def test_an_analysis_runs_under_a_flow(tiny_dir, tmp_path, capsys):
+    """--condition flow takes its edges from --cut (and heads from --heads); without them it is refused."""
+    args = ["analyze", "attention", "--model", str(tiny_dir("chameleon")), "--family", "chameleon", "-n", "4"]
+    flow = ["--condition", "flow", "--cut", "gate>text", "--layers", "last:1", "--heads", "0"]
+    assert cli.main([*args, "--output", str(tmp_path), *flow]) == 0
+    summary = json.loads((tmp_path / "attention.json").read_text())
+    assert summary["condition"]["cut"] == "gate>text" and summary["condition"]["heads"] == "0"
+    capsys.readouterr()
+    assert cli.main([*args, "--output", str(tmp_path / "refused"), "--condition", "flow"]) != 0
+    assert "condition 'flow' needs cut=" in capsys.readouterr().err
+
+
 def test_progressive_takes_other_conditions(tiny_dir, tmp_path):
     args = ["analyze", "progressive", "--model", str(tiny_dir("chameleon")), "--family", "chameleon", "-n", "6", "--k", "2"]
     assert cli.main([*args, "--output", str(tmp_path), "--conditions", "image_ablated"]) == 0

@@ -57,6 +57,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--condition", default="baseline", choices=list(CONDITIONS), help="run under this condition")
         sub.add_argument("--layers", help="the condition's layers (all by default; e.g. 0-3+8, last:2)")
         sub.add_argument("--knockout", default="zero", choices=KNOCKOUTS, help="knockout semantics (default zero)")
+        sub.add_argument("--cut", help="flow's edges (e.g. 'gate>text+image>last'); needed with --condition flow")
+        sub.add_argument("--heads", help="the knockout's heads (all by default; e.g. 0+5)")
         sub.add_argument("--batch-size", type=int, default=16)
         sub.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
         sub.add_argument("--dtype", help="float32, bfloat16, ... (default: the wrapper's)")
@@ -73,12 +75,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def condition_from(args: argparse.Namespace):
-    """The ``--condition`` (with ``--layers``/``--knockout``) of an analysis command; None for baseline."""
+    """The ``--condition`` (with ``--layers``/``--knockout``/``--cut``/``--heads``) of an analysis command; None
+    for baseline."""
     from interventions import make_condition
 
     if args.condition == "baseline":
         return None
-    return make_condition(args.condition, layers=args.layers, knockout=args.knockout)
+    return make_condition(args.condition, layers=args.layers, knockout=args.knockout, cut=args.cut, heads=args.heads)
 
 
 def run(args: argparse.Namespace) -> int:
