@@ -15,10 +15,10 @@ import pytest
 from narrowgate.cli import main
 from narrowgate.core.stats import paired_bootstrap_ratio
 from narrowgate.study.aggregate import seed_bootstrap_ratio
+from narrowgate.study.evaluation import MEASURES
 from narrowgate.study.plan import StudyError, load_study, plan
 
 MINI = Path(__file__).parents[1] / "configs" / "study_mini.yaml"
-MEASURES = ("gate_share", "attention", "patching")
 
 
 def _snapshot(output: Path) -> dict[str, int]:
@@ -55,6 +55,12 @@ def test_mini_table(mini) -> None:
             assert row[share] == pytest.approx(expected, abs=1e-12, nan_ok=True)
         flips = json.loads((checkpoint.folder(output) / "patching.json").read_text())
         assert row["flip_fraction_mean"] == pytest.approx(flips["flip_fraction"], abs=1e-12)
+        gap = json.loads((checkpoint.folder(output) / "gap.json").read_text())
+        overlap = json.loads((checkpoint.folder(output) / "overlap.json").read_text())
+        assert row["gap_cosine_mean"] == pytest.approx(gap["gap_cosine"], abs=1e-12)
+        assert row["gap_homogeneity_mean"] == pytest.approx(gap["gap_homogeneity"], abs=1e-12)
+        assert row["gate_chi_mean"] == pytest.approx(overlap["gate_chi"], abs=1e-12)
+        assert row["image_chi_mean"] == pytest.approx(overlap["image_chi"], abs=1e-12)
     planted = table.iloc[2]  # the planted toy passes the image through its gate: a share with a CI above 0
     assert planted["through"] > 0.5 and planted["through_ci_low"] > 0 and bool(planted["through_above_zero"])
     assert planted["flip_fraction_mean"] > 0 and planted["attention_gate_mean"] > table.iloc[0]["attention_gate_mean"]
@@ -181,6 +187,8 @@ def test_table_gives_exact_bounds_and_undefined_shares(tmp_path: Path) -> None:
         (folder / "gate_share.json").write_text(json.dumps({"tasks": {"narrowgate_smoke_vqa": task}}))
         (folder / "attention.json").write_text(json.dumps({"gate_vs_image": 0.1}))
         (folder / "patching.json").write_text(json.dumps({"flip_fraction": 0.0}))
+        (folder / "gap.json").write_text(json.dumps({"gap_cosine": 0.1, "gap_homogeneity": 0.9}))
+        (folder / "overlap.json").write_text(json.dumps({"gate_chi": 0.5, "image_chi": 0.4}))
     table = write_table(study, tmp_path, n_resamples=2000).set_index("cell")
     assert changed_at_most(0, 96) == pytest.approx(1 - 0.05 ** (1 / 96)) and round(changed_at_most(0, 96), 3) == 0.031
     base = table.loc["base"]
@@ -195,3 +203,4 @@ def test_table_gives_exact_bounds_and_undefined_shares(tmp_path: Path) -> None:
     assert "0.00 [0.00, 0.00]" not in rows["| base "]
     assert rows["| image_loss 0"].count("undefined: effect CI contains 0") == 2
     assert "| 0.50 [" in rows["| base "] and "Clopper-Pearson" in markdown
+    assert rows["| base "].endswith("| 0.10 (0.10–0.10) | 0.90 (0.90–0.90) | 0.50 (0.50–0.50) | 0.40 (0.40–0.40) |")

@@ -116,6 +116,13 @@ def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame
         shares = [_read(m, output, "gate_share")["tasks"] for m in members]
         attention = [_read(m, output, "attention")["gate_vs_image"] for m in members]
         flips = [_read(m, output, "patching")["flip_fraction"] for m in members]
+        per_checkpoint = {  # measure column -> (file, key): one value per seed
+            "gap_cosine": ("gap", "gap_cosine"),
+            "gap_homogeneity": ("gap", "gap_homogeneity"),
+            "gate_chi": ("overlap", "gate_chi"),
+            "image_chi": ("overlap", "image_chi"),
+        }
+        measured = {column: [_read(m, output, name)[key] for m in members] for column, (name, key) in per_checkpoint.items()}
         for task in study.file.tasks:
             per = [s[task] for s in shares]
             effects = [np.subtract(p["scores"][BASELINE], p["scores"][IMAGE_ABLATED]) for p in per]
@@ -157,6 +164,8 @@ def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame
             row["attention_gate_per_seed"] = _fmt(attention)
             row |= {f"flip_fraction_{k}": v for k, v in _spread(flips).items()}
             row["flip_fraction_per_seed"] = _fmt(flips)
+            for column, values in measured.items():
+                row |= {f"{column}_{k}": v for k, v in _spread(values).items()}
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -189,7 +198,7 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
 
     header = (
         "| factor | level | task | seeds | baseline | image effect | through | through per seed | bypass | "
-        "through > 0 | attention to gate | patching flips |"
+        "through > 0 | attention to gate | patching flips | gap \\|cos\\| | homogeneity | gate χ | image χ |"
     )
     lines = [
         f"# Emergence study: {study.file.description}".rstrip(": "),
@@ -203,7 +212,8 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
             f"| {row['factor']} | {row['level']} | {row['task']} | {seeds} | {num(row['baseline'])} | {effect(row)} | "
             f"{share(row, 'through')} | {per_seed(row, 'through')} | {share(row, 'bypass')} | "
             f"{'yes' if row['through_above_zero'] else 'no'} | "
-            f"{spread(row, 'attention_gate')} | {spread(row, 'flip_fraction')} |"
+            f"{spread(row, 'attention_gate')} | {spread(row, 'flip_fraction')} | {spread(row, 'gap_cosine')} | "
+            f"{spread(row, 'gap_homogeneity')} | {spread(row, 'gate_chi')} | {spread(row, 'image_chi')} |"
         )
     lines += [
         "",
@@ -215,9 +225,13 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
             "rests on 3 draws), not bounded to [0, 1]; *through per seed*: each seed's share. Where the knockout "
             "changed no answer of any seed the bootstrap's [0, 0] is no interval: the cell gives the count and the "
             "exact one-sided 95% Clopper-Pearson bound on the rate of changed answers. *attention to gate*: the "
-            "gate's share of the text queries' attention to the image span, mean over layers; *patching flips*: "
-            "fraction of answers that flip when the gate's input to every layer comes from another image. Those "
-            "two: mean (range over seeds). A claim needs at least 3 seeds per cell."
+            "gate's share of the text queries' attention to the image tokens + gate (the paper's normalisation), on "
+            "the VQA prompts, mean over layers; *patching flips*: among the pairs whose unpatched run prefers the "
+            "target answer, the fraction that flips to the source's when the gate's input to every layer comes from "
+            "the source image. *gap |cos|* "
+            "and *homogeneity*: the modality gap (narrowgate.analyses.gap), mean over layers; *gate χ*, *image χ*: "
+            "the best neighbourhood overlap with the drawings' labels over layers (narrowgate.analyses.overlap; "
+            "ceiling 1). Those six: mean (range over seeds). A claim needs at least 3 seeds per cell."
         ),
         "",
     ]
