@@ -96,3 +96,20 @@ def make_images() -> list:
 def images() -> list:
     """See ``make_images``; copy an image before changing it, the list is shared by the session."""
     return make_images()
+
+
+@pytest.fixture(scope="module")
+def pair_batch(tiny_dir, images) -> Callable:
+    """``pair_batch(family)``: (tiny model, inputs, layouts) of a same-size image pair, built once per module."""
+    from tiny_cases import load, same_size_pair
+
+    cache: dict[str, tuple] = {}
+
+    def get(family: str) -> tuple:
+        if family not in cache:
+            tiny = load(tiny_dir, family)
+            inputs = tiny.inputs(same_size_pair(images))
+            cache[family] = tiny, inputs, tiny.layouts(inputs)
+        return cache[family]
+
+    return get

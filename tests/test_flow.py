@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from test_conditions import LAYOUT
-from tiny_cases import PROMPTS, TINY_CASES, load, same_size_pair
+from tiny_cases import PROMPTS, TINY_CASES, same_size_pair
 
 from interventions import CONDITIONS, Knockout, intervene, make_condition
 from interventions.prefix import first_changed, split_column
@@ -25,20 +25,6 @@ AS_FLOWS = {
 # key/value heads: heads 1 and 2 belong to different groups).
 HEAD_CASES = [("flow", "1"), ("flow", "1+2"), ("gate_only", "0"), ("image_ablated", "3")]
 HEAD_CUT = "image>question+gate>text"
-
-
-@pytest.fixture(scope="module")
-def batch(tiny_dir, images):
-    cache = {}
-
-    def get(family):
-        if family not in cache:
-            tiny = load(tiny_dir, family)
-            inputs = tiny.inputs(same_size_pair(images))
-            cache[family] = tiny, inputs, tiny.layouts(inputs)
-        return cache[family]
-
-    return get
 
 
 def test_roles_of_a_row_with_two_images():
@@ -86,8 +72,8 @@ def test_flow_knockouts_and_bad_specs():
 
 @pytest.mark.parametrize("knockout", ["zero", "mask"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_paper_conditions_equal_their_flows_token_for_token(batch, family, knockout):
-    tiny, inputs, layouts = batch(family)
+def test_paper_conditions_equal_their_flows_token_for_token(pair_batch, family, knockout):
+    tiny, inputs, layouts = pair_batch(family)
     named = [make_condition(name, knockout=knockout) for name in AS_FLOWS]
     flows = [make_condition("flow", cut=cut, knockout=knockout) for cut in AS_FLOWS.values()]
     tokens, logits = tiny.generate(inputs, NEW_TOKENS, named + flows, layouts)
@@ -102,10 +88,10 @@ def test_paper_conditions_equal_their_flows_token_for_token(batch, family, knock
 @pytest.mark.parametrize("name, heads", HEAD_CASES)
 @pytest.mark.parametrize("knockout", ["zero", "mask"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_per_head_cuts_are_exact(batch, images, family, knockout, name, heads):
+def test_per_head_cuts_are_exact(pair_batch, images, family, knockout, name, heads):
     """In the chosen heads only: fast path = eager reference (1e-6), cached generation = recomputation,
     a left-padded batch = its rows alone, and the other heads' outputs are untouched."""
-    tiny, inputs, layouts = batch(family)
+    tiny, inputs, layouts = pair_batch(family)
     options = {"cut": HEAD_CUT} if name == "flow" else {}
     condition = make_condition(name, knockout=knockout, heads=heads, **options)
     every_head = make_condition(name, knockout=knockout, **options)
@@ -144,10 +130,10 @@ def test_per_head_cuts_are_exact(batch, images, family, knockout, name, heads):
 
 
 @pytest.mark.parametrize("family", ["chameleon", "emu3", "llava"])
-def test_generate_each_splits_before_a_flow_that_changes_image_rows(batch, family):
+def test_generate_each_splits_before_a_flow_that_changes_image_rows(pair_batch, family):
     """A flow whose DST starts inside the image changes rows before the split column: its prefix is
     computed under itself, and side by side equals each condition alone (which also splits)."""
-    tiny, inputs, layouts = batch(family)
+    tiny, inputs, layouts = pair_batch(family)
     early = make_condition("flow", cut="image>image+image>last", knockout="mask", heads="0+3")
     late = make_condition("flow", cut="gate>text", knockout="mask")
     column = split_column(layouts)

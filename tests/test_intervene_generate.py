@@ -7,26 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_cases import CONDITION_CASES, PROMPTS, TINY_CASES, case_condition, load, same_size_pair
+from tiny_cases import CONDITION_CASES, PROMPTS, TINY_CASES, case_condition, same_size_pair
 
 from interventions import intervene, make_condition
 
 FAMILIES = list(TINY_CASES)
 NEW_TOKENS = 4
-
-
-@pytest.fixture(scope="module")
-def batch(tiny_dir, images):
-    cache = {}
-
-    def get(family):
-        if family not in cache:
-            tiny = load(tiny_dir, family)
-            inputs = tiny.inputs(same_size_pair(images))
-            cache[family] = tiny, inputs, tiny.layouts(inputs)
-        return cache[family]
-
-    return get
 
 
 def condition_for(name, knockout):
@@ -35,8 +21,8 @@ def condition_for(name, knockout):
 
 @pytest.mark.parametrize("name, knockout", CONDITION_CASES)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_cached_generate_equals_full_recomputation(batch, family, name, knockout):
-    tiny, inputs, layouts = batch(family)
+def test_cached_generate_equals_full_recomputation(pair_batch, family, name, knockout):
+    tiny, inputs, layouts = pair_batch(family)
     condition = condition_for(name, knockout)
     with intervene(tiny.model, condition, layouts):
         tokens, logits = tiny.generate(inputs, NEW_TOKENS)
@@ -55,8 +41,8 @@ def test_cached_generate_equals_full_recomputation(batch, family, name, knockout
 
 @pytest.mark.parametrize("name, knockout", CONDITION_CASES)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_left_padded_batch_equals_rows_alone(batch, images, family, name, knockout):
-    tiny, inputs, layouts = batch(family)
+def test_left_padded_batch_equals_rows_alone(pair_batch, images, family, name, knockout):
+    tiny, inputs, layouts = pair_batch(family)
     condition = condition_for(name, knockout)
     with intervene(tiny.model, condition, layouts):
         batch_logits = tiny.logits(inputs)
@@ -77,8 +63,8 @@ def test_left_padded_batch_equals_rows_alone(batch, images, family, name, knocko
 
 @pytest.mark.parametrize("name, knockout", CONDITION_CASES)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_static_cache_equals_dynamic(batch, family, name, knockout):
-    tiny, inputs, layouts = batch(family)
+def test_static_cache_equals_dynamic(pair_batch, family, name, knockout):
+    tiny, inputs, layouts = pair_batch(family)
     with intervene(tiny.model, condition_for(name, knockout), layouts):
         dynamic_tokens, dynamic = tiny.generate(inputs, NEW_TOKENS)
         static_tokens, static = tiny.generate(inputs, NEW_TOKENS, cache_implementation="static")
