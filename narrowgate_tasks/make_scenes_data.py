@@ -8,14 +8,13 @@ output is a pure function of the constants below; a test regenerates it and comp
 
 from __future__ import annotations
 
-import argparse
 import random
 from pathlib import Path
 
 from datasets import Dataset
 
 from narrowgate_tasks import scenes, shapes
-from narrowgate_tasks.make_smoke_data import IMAGE_SIZE, png, save, vqa_dataset
+from narrowgate_tasks.make_smoke_data import IMAGE_SIZE, png, run, save, vqa_dataset
 
 SEED = 0
 N_IMAGES = 48
@@ -45,10 +44,7 @@ def write(out_dir: Path = OUT_DIR) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"output folder (default: {OUT_DIR})")
-    for path in write(parser.parse_args(argv).out):
-        print(f"wrote {path} ({path.stat().st_size} bytes)")
+    run(__doc__, OUT_DIR, write, argv)
 
 
 if __name__ == "__main__":

@@ -62,11 +62,6 @@ QUADRANT_SCALE = 0.7  # aggregation objects' canonical scale: well inside their 
 Combo = tuple[str, ...]
 
 
-def _check(name: str, value: str, valid) -> None:
-    if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
-
-
 @dataclass(frozen=True)
 class SceneObject:
     """One object: at a side (``shapes.POSITIONS``, single scenes) or in a quadrant (``QUADRANTS``)."""
@@ -79,9 +74,9 @@ class SceneObject:
     dy: float = 0.0
 
     def __post_init__(self) -> None:
-        _check("colour", self.colour, shapes.COLOURS)
-        _check("shape", self.shape, shapes.SHAPES)
-        _check("position", self.position, (*shapes.POSITIONS, *QUADRANTS))
+        shapes.check("colour", self.colour, shapes.COLOURS)
+        shapes.check("shape", self.shape, shapes.SHAPES)
+        shapes.check("position", self.position, (*shapes.POSITIONS, *QUADRANTS))
         reach = shapes.RADIUS * self.scale + max(abs(self.dx), abs(self.dy))
         if not 0.5 <= self.scale <= 1.5 or max(abs(self.dx), abs(self.dy)) > 0.08 or (self.position in QUADRANTS and reach >= 0.25):
             raise ValueError(f"scale must be in [0.5, 1.5], |dx|, |dy| <= 0.08, and a quadrant's object inside it, got {self}")
@@ -120,7 +115,7 @@ class SceneSpec:
         return tuple(self.answer(kind) for kind in QUESTION_SETS[self.questions])
 
     def answer(self, kind: str) -> str:
-        _check(f"question kind of a {self.questions} scene", kind, QUESTION_SETS[self.questions])
+        shapes.check(f"question kind of a {self.questions} scene", kind, QUESTION_SETS[self.questions])
         if kind in shapes.QUESTION_KINDS:
             return getattr(self.objects[0], kind)
         colour, n = Counter(o.colour for o in self.objects).most_common(1)[0]
@@ -157,7 +152,7 @@ def vocabulary(kind: str) -> tuple[str, ...]:
 def all_combos(questions: str) -> tuple[Combo, ...]:
     """Every possible answer combination of ``questions``; aggregation: "two" objects are always alike
     (a strict majority of two is both)."""
-    _check("question set", questions, QUESTION_SETS)
+    shapes.check("question set", questions, QUESTION_SETS)
     if questions == "single":
         return shapes.ALL_COMBOS
     return tuple(c for c in itertools.product(COUNTS, shapes.COLOURS, ("yes", "no")) if c[::2] != ("two", "no"))

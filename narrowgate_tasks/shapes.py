@@ -48,7 +48,8 @@ Combo = tuple[str, str, str]  # (colour, shape, position)
 ALL_COMBOS: tuple[Combo, ...] = tuple(itertools.product(COLOURS, SHAPES, POSITIONS))
 
 
-def _check(name: str, value: str, valid) -> None:
+def check(name: str, value: str, valid) -> None:
+    """Refuse ``value`` unless it is one of ``valid``, naming them (shared with ``scenes``)."""
     if value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
 
@@ -66,9 +67,9 @@ class ShapeSpec:
     dy: float = 0.0
 
     def __post_init__(self) -> None:
-        _check("colour", self.colour, COLOURS)
-        _check("shape", self.shape, SHAPES)
-        _check("position", self.position, POSITIONS)
+        check("colour", self.colour, COLOURS)
+        check("shape", self.shape, SHAPES)
+        check("position", self.position, POSITIONS)
         if not 0.5 <= self.scale <= 1.5 or max(abs(self.dx), abs(self.dy)) > 0.08:
             raise ValueError(f"scale must be in [0.5, 1.5] and |dx|, |dy| <= 0.08, got {self}")
 
@@ -78,7 +79,7 @@ class ShapeSpec:
 
     def answer(self, kind: str) -> str:
         """The one-word answer to the question of ``kind`` (colour, shape or position)."""
-        _check("question kind", kind, QUESTION_KINDS)
+        check("question kind", kind, QUESTION_KINDS)
         return getattr(self, kind)
 
     def captions(self) -> list[str]:
@@ -89,13 +90,13 @@ class ShapeSpec:
 
 def question(kind: str) -> str:
     """The question text for ``kind`` (colour, shape or position)."""
-    _check("question kind", kind, QUESTION_KINDS)
+    check("question kind", kind, QUESTION_KINDS)
     return _QUESTIONS[kind]
 
 
 def vocabulary(kind: str) -> tuple[str, ...]:
     """Every possible answer to a question of ``kind``."""
-    _check("question kind", kind, QUESTION_KINDS)
+    check("question kind", kind, QUESTION_KINDS)
     return {"colour": tuple(COLOURS), "shape": SHAPES, "position": POSITIONS}[kind]
 
 
