@@ -57,7 +57,9 @@ _AGGREGATION_CAPTIONS = {
 OWN_COLOUR = 0.5  # probability that an object's pixel has the object's colour
 # background pixels are 255 - BACKGROUND_STEP * U{0..4}, the same in R, G and B (few levels: small PNGs)
 BACKGROUND_STEP = 15
-QUADRANT_SCALE = 0.7  # aggregation objects' canonical scale: well inside their quadrant
+# Per question set: objects' canonical scale, and under jitter the scale's spread and the offsets' reach
+# (aggregation objects stay well inside their quadrant; single ones vary as in ``shapes.sample_specs``).
+_PLACEMENT = {"single": (1.0, 0.3, 0.08), "aggregation": (0.7, 0.15, 0.04)}
 
 Combo = tuple[str, ...]
 
@@ -77,9 +79,10 @@ class SceneObject:
         shapes.check("colour", self.colour, shapes.COLOURS)
         shapes.check("shape", self.shape, shapes.SHAPES)
         shapes.check("position", self.position, (*shapes.POSITIONS, *QUADRANTS))
-        reach = shapes.RADIUS * self.scale + max(abs(self.dx), abs(self.dy))
-        if not 0.5 <= self.scale <= 1.5 or max(abs(self.dx), abs(self.dy)) > 0.08 or (self.position in QUADRANTS and reach >= 0.25):
-            raise ValueError(f"scale must be in [0.5, 1.5], |dx|, |dy| <= 0.08, and a quadrant's object inside it, got {self}")
+        offset = max(abs(self.dx), abs(self.dy))
+        inside = self.position not in QUADRANTS or shapes.RADIUS * self.scale + offset < 0.25
+        if not (0.5 <= self.scale <= 1.5 and offset <= 0.08 and inside):
+            raise ValueError(f"scale must be in [0.5, 1.5], |dx|, |dy| <= 0.08, a quadrant's object inside it: {self}")
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -119,13 +122,15 @@ class SceneSpec:
         if kind in shapes.QUESTION_KINDS:
             return getattr(self.objects[0], kind)
         colour, n = Counter(o.colour for o in self.objects).most_common(1)[0]
-        return {"count": COUNTS[len(self.objects) - 2], "majority": colour, "alike": "yes" if n == len(self.objects) else "no"}[kind]
+        alike = "yes" if n == len(self.objects) else "no"
+        return {"count": COUNTS[len(self.objects) - 2], "majority": colour, "alike": alike}[kind]
 
     def captions(self) -> list[str]:
         """Five reference captions (the shapes world's templates for single scenes)."""
         if self.questions == "single":
             colour, shape, position = self.combo
-            return [t.format(colour=colour, shape=shape, where=shapes.WHERE[position]) for t in shapes.CAPTION_TEMPLATES]
+            where = shapes.WHERE[position]
+            return [t.format(colour=colour, shape=shape, where=where) for t in shapes.CAPTION_TEMPLATES]
         count, majority, alike = self.combo
         return [t.format(count=count, majority=majority).capitalize() for t in _AGGREGATION_CAPTIONS[alike]]
 
@@ -134,7 +139,8 @@ def _question_set(kind: str) -> str:
     for name, kinds in QUESTION_SETS.items():
         if kind in kinds:
             return name
-    raise ValueError(f"unknown question kind {kind!r}; valid: {', '.join(k for ks in QUESTION_SETS.values() for k in ks)}")
+    valid = ", ".join(k for kinds in QUESTION_SETS.values() for k in kinds)
+    raise ValueError(f"unknown question kind {kind!r}; valid: {valid}")
 
 
 def question(kind: str) -> str:
@@ -168,29 +174,34 @@ def split_combos(questions: str, n_held_out: int, seed: int) -> tuple[tuple[Comb
 
 
 def _objects(combo: Combo, questions: str, rng: random.Random, jitter: bool) -> tuple[SceneObject, ...]:
+    """Objects with ``combo``'s answers; the layout, aggregation shapes and any jitter drawn by ``rng``."""
     if questions == "single":
         colour, shape, position = combo
         colours, places = [colour], [position]
     else:
         count, majority, alike = combo
         n = COUNTS.index(count) + 2
-        others = [rng.choice([c for c in shapes.COLOURS if c != majority]) for _ in range(0 if alike == "yes" else n - n // 2 - 1)]
-        colours = rng.sample([majority] * (n - len(others)) + others, n)
+        minority = 0 if alike == "yes" else n - n // 2 - 1  # the largest minority that keeps a strict majority
+        others = [rng.choice([c for c in shapes.COLOURS if c != majority]) for _ in range(minority)]
+        colours = rng.sample([majority] * (n - minority) + others, n)
         places = rng.sample(list(QUADRANTS), n)
+    scale, spread, reach = _PLACEMENT[questions]
     objects = []
-    for i, (colour, place) in enumerate(zip(colours, places)):
-        shape = combo[1] if questions == "single" else rng.choice(shapes.SHAPES)
-        scale, reach = (1.0, 0.08) if questions == "single" else (QUADRANT_SCALE, 0.04)
+    for colour, place in zip(colours, places):
+        if questions == "aggregation":
+            shape = rng.choice(shapes.SHAPES)
         if jitter:
-            spread = 0.3 if questions == "single" else 0.15
-            scale, dx, dy = rng.uniform(scale - spread, scale + spread), rng.uniform(-reach, reach), rng.uniform(-reach, reach)
+            size = rng.uniform(scale - spread, scale + spread)
+            dx, dy = rng.uniform(-reach, reach), rng.uniform(-reach, reach)
+            objects.append(SceneObject(colour, shape, place, scale=size, dx=dx, dy=dy))
         else:
-            dx = dy = 0.0
-        objects.append(SceneObject(colour, shape, place, scale=scale, dx=dx, dy=dy))
+            objects.append(SceneObject(colour, shape, place, scale=scale))
     return tuple(objects)
 
 
-def sample_specs(n: int, seed: int, questions: str, combos: tuple[Combo, ...] | None = None, jitter: bool = False) -> list[SceneSpec]:
+def sample_specs(
+    n: int, seed: int, questions: str, combos: tuple[Combo, ...] | None = None, jitter: bool = False
+) -> list[SceneSpec]:
     """``n`` specs drawn by ``seed``: passes over ``combos`` (default all), each pass in a fresh shuffled
     order, so the first ``len(combos)`` specs have distinct answer combinations and larger ``n`` stays
     balanced. ``jitter`` varies size and offset per object; without it objects sit at their canonical
@@ -198,7 +209,7 @@ def sample_specs(n: int, seed: int, questions: str, combos: tuple[Combo, ...] | 
     combos = all_combos(questions) if combos is None else combos
     unknown = set(combos) - set(all_combos(questions))
     if n < 0 or not combos or unknown:
-        raise ValueError(f"need n >= 0 and valid {questions} combinations, got n={n}, {len(combos)} (unknown: {sorted(unknown)})")
+        raise ValueError(f"need n >= 0 and {questions} combinations, got n={n}, {combos} (unknown: {sorted(unknown)})")
     rng = random.Random(seed)
     specs: list[SceneSpec] = []
     while len(specs) < n:

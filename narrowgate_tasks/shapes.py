@@ -148,7 +148,9 @@ def sample_specs(n: int, seed: int, combos: tuple[Combo, ...] = ALL_COMBOS, jitt
     return specs
 
 
-def annotator_answers(truth: str, words: tuple[str, ...], rng: random.Random, n: int = 10, max_noise: int = 3) -> list[str]:
+def annotator_answers(
+    truth: str, words: tuple[str, ...], rng: random.Random, n: int = 10, max_noise: int = 3
+) -> list[str]:
     """``n`` answers as VQA annotators would give them: ``truth``, except for up to ``max_noise`` (drawn by
     ``rng``) other ``words`` of the question's vocabulary, so a wrong answer can earn partial credit as in
     VQAv2 while the truth stays the clear majority."""

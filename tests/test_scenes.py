@@ -22,7 +22,11 @@ def pixels(image) -> np.ndarray:
 
 
 def specs_of_every_kind(seed: int = 0) -> list[scenes.SceneSpec]:
-    return [s for q in scenes.QUESTION_SETS for jitter in (False, True) for s in scenes.sample_specs(40, seed, q, jitter=jitter)]
+    specs = []
+    for questions in scenes.QUESTION_SETS:
+        for jitter in (False, True):
+            specs += scenes.sample_specs(40, seed, questions, jitter=jitter)
+    return specs
 
 
 def test_draw_is_pure_and_textured():
@@ -51,7 +55,8 @@ def test_objects_stay_where_they_are_said_to_be():
         for obj in spec.objects:
             ys, xs = np.nonzero(scenes.mask(obj))
             fx, fy = obj.centre  # the drawn box is centred there
-            assert abs((xs.min() + xs.max() + 1) / 128 - fx) <= 1 / 64 and abs((ys.min() + ys.max() + 1) / 128 - fy) <= 1 / 64, obj
+            box_centre = ((xs.min() + xs.max() + 1) / 128, (ys.min() + ys.max() + 1) / 128)
+            assert max(abs(box_centre[0] - fx), abs(box_centre[1] - fy)) <= 1 / 64, obj
             qx, qy = {**shapes.CENTRES, **scenes.QUADRANTS}[obj.position]
             assert max(abs(fx - qx), abs(fy - qy)) <= 0.08
             if obj.position in scenes.QUADRANTS:  # wholly inside its quadrant
@@ -63,7 +68,8 @@ def test_answers_follow_from_the_objects():
     for spec in specs_of_every_kind(seed=2):
         if spec.questions == "single":
             (obj,) = spec.objects
-            assert spec.combo == (obj.colour, obj.shape, obj.position) == tuple(spec.answer(k) for k in shapes.QUESTION_KINDS)
+            answers = tuple(spec.answer(k) for k in shapes.QUESTION_KINDS)
+            assert spec.combo == (obj.colour, obj.shape, obj.position) == answers
             assert spec.captions() == shapes.ShapeSpec(obj.colour, obj.shape, obj.position).captions()
             continue
         counts = Counter(o.colour for o in spec.objects)
@@ -77,7 +83,8 @@ def test_answers_follow_from_the_objects():
         seen.add(spec.combo)
     assert seen == set(scenes.all_combos("aggregation"))
     with pytest.raises(ValueError, match="no colour holds a strict majority"):
-        scenes.SceneSpec(tuple(scenes.SceneObject(c, "circle", q) for c, q in zip(("red", "red", "blue", "blue"), scenes.QUADRANTS)), 0)
+        colours = ("red", "red", "blue", "blue")
+        scenes.SceneSpec(tuple(scenes.SceneObject(c, "circle", q) for c, q in zip(colours, scenes.QUADRANTS)), 0)
     with pytest.raises(ValueError, match="unknown question kind of a single scene 'count'"):
         scenes.sample_specs(1, 0, "single")[0].answer("count")
     with pytest.raises(ValueError, match="a quadrant's object inside it"):
@@ -183,16 +190,19 @@ def test_smoke_data_regenerates_identically_and_matches_its_specs():
 def test_tasks_load_and_score_on_the_tiny_chameleon(tiny_dir, questions):
     """A real lmms-eval run (``--limit 4``) of the task on the tiny random Chameleon: the documents are the
     packaged rows, and each sample's score is the VQA leave-one-out accuracy of its answer."""
-    import model_wrappers
     from lmms_eval import evaluator
     from lmms_eval.tasks import TaskManager
 
+    import model_wrappers
     from narrowgate_tasks.prompts import first_line
 
     task = f"narrowgate_scenes_{questions}_vqa"
     lm = model_wrappers.load_model("chameleon", str(tiny_dir("chameleon")))
-    manager = TaskManager("ERROR", include_path=str(Path(utils.__file__).parent), include_defaults=False, model_name=lm.model_name)
-    results = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=4, log_samples=True, verbosity="ERROR")
+    folder = str(Path(utils.__file__).parent)
+    manager = TaskManager("ERROR", include_path=folder, include_defaults=False, model_name=lm.model_name)
+    results = evaluator.simple_evaluate(
+        model=lm, tasks=[task], task_manager=manager, limit=4, log_samples=True, verbosity="ERROR"
+    )
     samples = results["samples"][task]
     specs = make_scenes_data.smoke_specs(questions)
     kinds = scenes.QUESTION_SETS[questions]
