@@ -15,6 +15,7 @@ import itertools
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -65,24 +66,15 @@ Combo = tuple[str, ...]
 
 
 @dataclass(frozen=True)
-class SceneObject:
+class SceneObject(shapes.PlacedShape):
     """One object: at a side (``shapes.POSITIONS``, single scenes) or in a quadrant (``QUADRANTS``)."""
 
-    colour: str
-    shape: str
-    position: str
-    scale: float = 1.0
-    dx: float = 0.0
-    dy: float = 0.0
+    PLACES: ClassVar[tuple[str, ...]] = (*shapes.POSITIONS, *QUADRANTS)
 
     def __post_init__(self) -> None:
-        shapes.check("colour", self.colour, shapes.COLOURS)
-        shapes.check("shape", self.shape, shapes.SHAPES)
-        shapes.check("position", self.position, (*shapes.POSITIONS, *QUADRANTS))
-        offset = max(abs(self.dx), abs(self.dy))
-        inside = self.position not in QUADRANTS or shapes.RADIUS * self.scale + offset < 0.25
-        if not (0.5 <= self.scale <= 1.5 and offset <= 0.08 and inside):
-            raise ValueError(f"scale must be in [0.5, 1.5], |dx|, |dy| <= 0.08, a quadrant's object inside it: {self}")
+        super().__post_init__()
+        if self.position in QUADRANTS and shapes.RADIUS * self.scale + max(abs(self.dx), abs(self.dy)) >= 0.25:
+            raise ValueError(f"an object in a quadrant must stay inside it: {self}")
 
     @property
     def centre(self) -> tuple[float, float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass
+from typing import ClassVar
 
 from PIL import Image, ImageDraw
 
@@ -55,9 +56,11 @@ def check(name: str, value: str, valid) -> None:
 
 
 @dataclass(frozen=True)
-class ShapeSpec:
-    """What one image shows. ``scale`` and the offsets (fractions of the canvas) vary the drawing
-    without changing any answer: offsets stay well inside the shape's half of the canvas."""
+class PlacedShape:
+    """One shape of one colour at one of ``PLACES``. ``scale`` and the offsets (fractions of the canvas)
+    vary the drawing without changing any answer (shared with ``scenes.SceneObject``)."""
+
+    PLACES: ClassVar[tuple[str, ...]] = POSITIONS
 
     colour: str
     shape: str
@@ -69,9 +72,14 @@ class ShapeSpec:
     def __post_init__(self) -> None:
         check("colour", self.colour, COLOURS)
         check("shape", self.shape, SHAPES)
-        check("position", self.position, POSITIONS)
+        check("position", self.position, self.PLACES)
         if not 0.5 <= self.scale <= 1.5 or max(abs(self.dx), abs(self.dy)) > 0.08:
             raise ValueError(f"scale must be in [0.5, 1.5] and |dx|, |dy| <= 0.08, got {self}")
+
+
+@dataclass(frozen=True)
+class ShapeSpec(PlacedShape):
+    """What one image shows: offsets stay well inside the shape's half of the canvas."""
 
     @property
     def combo(self) -> Combo:

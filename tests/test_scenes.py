@@ -87,7 +87,7 @@ def test_answers_follow_from_the_objects():
         scenes.SceneSpec(tuple(scenes.SceneObject(c, "circle", q) for c, q in zip(colours, scenes.QUADRANTS)), 0)
     with pytest.raises(ValueError, match="unknown question kind of a single scene 'count'"):
         scenes.sample_specs(1, 0, "single")[0].answer("count")
-    with pytest.raises(ValueError, match="a quadrant's object inside it"):
+    with pytest.raises(ValueError, match="an object in a quadrant must stay inside it"):
         scenes.SceneObject("red", "circle", "top left", scale=1.5)
 
 
