@@ -123,11 +123,16 @@ def write(out_dir: Path = OUT_DIR) -> list[Path]:
     return save(dict(zip(("vqa", "caption"), smoke_datasets())), out_dir)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"output folder (default: {OUT_DIR})")
-    for path in write(parser.parse_args(argv).out):
+def run(description: str, out_dir: Path, write_to, argv: list[str] | None) -> None:
+    """The command line of a data writer: ``--out DIR`` (default ``out_dir``), then ``write_to(DIR)``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=out_dir, help=f"output folder (default: {out_dir})")
+    for path in write_to(parser.parse_args(argv).out):
         print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(__doc__, OUT_DIR, write, argv)
 
 
 if __name__ == "__main__":

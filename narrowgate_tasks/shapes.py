@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass
+from typing import ClassVar
 
 from PIL import Image, ImageDraw
 
@@ -48,15 +49,18 @@ Combo = tuple[str, str, str]  # (colour, shape, position)
 ALL_COMBOS: tuple[Combo, ...] = tuple(itertools.product(COLOURS, SHAPES, POSITIONS))
 
 
-def _check(name: str, value: str, valid) -> None:
+def check(name: str, value: str, valid) -> None:
+    """Refuse ``value`` unless it is one of ``valid``, naming them (shared with ``scenes``)."""
     if value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
 
 
 @dataclass(frozen=True)
-class ShapeSpec:
-    """What one image shows. ``scale`` and the offsets (fractions of the canvas) vary the drawing
-    without changing any answer: offsets stay well inside the shape's half of the canvas."""
+class PlacedShape:
+    """One shape of one colour at one of ``PLACES``. ``scale`` and the offsets (fractions of the canvas)
+    vary the drawing without changing any answer (shared with ``scenes.SceneObject``)."""
+
+    PLACES: ClassVar[tuple[str, ...]] = POSITIONS
 
     colour: str
     shape: str
@@ -66,11 +70,16 @@ class ShapeSpec:
     dy: float = 0.0
 
     def __post_init__(self) -> None:
-        _check("colour", self.colour, COLOURS)
-        _check("shape", self.shape, SHAPES)
-        _check("position", self.position, POSITIONS)
+        check("colour", self.colour, COLOURS)
+        check("shape", self.shape, SHAPES)
+        check("position", self.position, self.PLACES)
         if not 0.5 <= self.scale <= 1.5 or max(abs(self.dx), abs(self.dy)) > 0.08:
             raise ValueError(f"scale must be in [0.5, 1.5] and |dx|, |dy| <= 0.08, got {self}")
+
+
+@dataclass(frozen=True)
+class ShapeSpec(PlacedShape):
+    """What one image shows: offsets stay well inside the shape's half of the canvas."""
 
     @property
     def combo(self) -> Combo:
@@ -78,7 +87,7 @@ class ShapeSpec:
 
     def answer(self, kind: str) -> str:
         """The one-word answer to the question of ``kind`` (colour, shape or position)."""
-        _check("question kind", kind, QUESTION_KINDS)
+        check("question kind", kind, QUESTION_KINDS)
         return getattr(self, kind)
 
     def captions(self) -> list[str]:
@@ -89,13 +98,13 @@ class ShapeSpec:
 
 def question(kind: str) -> str:
     """The question text for ``kind`` (colour, shape or position)."""
-    _check("question kind", kind, QUESTION_KINDS)
+    check("question kind", kind, QUESTION_KINDS)
     return _QUESTIONS[kind]
 
 
 def vocabulary(kind: str) -> tuple[str, ...]:
     """Every possible answer to a question of ``kind``."""
-    _check("question kind", kind, QUESTION_KINDS)
+    check("question kind", kind, QUESTION_KINDS)
     return {"colour": tuple(COLOURS), "shape": SHAPES, "position": POSITIONS}[kind]
 
 
@@ -147,7 +156,9 @@ def sample_specs(n: int, seed: int, combos: tuple[Combo, ...] = ALL_COMBOS, jitt
     return specs
 
 
-def annotator_answers(truth: str, words: tuple[str, ...], rng: random.Random, n: int = 10, max_noise: int = 3) -> list[str]:
+def annotator_answers(
+    truth: str, words: tuple[str, ...], rng: random.Random, n: int = 10, max_noise: int = 3
+) -> list[str]:
     """``n`` answers as VQA annotators would give them: ``truth``, except for up to ``max_noise`` (drawn by
     ``rng``) other ``words`` of the question's vocabulary, so a wrong answer can earn partial credit as in
     VQAv2 while the truth stays the clear majority."""
