@@ -88,6 +88,24 @@ def test_changed_recipe_under_a_finished_run_is_an_error(mini, tmp_path: Path, c
     assert "holds another recipe than the config's" in capsys.readouterr().err
 
 
+def test_recipe_written_before_a_new_field_is_the_same_recipe(tmp_path: Path) -> None:
+    """An output trained before ToyRecipe gained a field resumes: the missing field takes its default."""
+    import dataclasses
+
+    from narrowgate.study.training import trained
+    from narrowgate.toy import RECIPE_FILE
+
+    run = load_study(MINI).runs[0]
+    recipe = dataclasses.asdict(run.recipe)
+    assert recipe.pop("gate_target") == "none"  # a default: as if the field did not exist yet
+    (run.checkpoint(tmp_path)).mkdir(parents=True)
+    (run.checkpoint(tmp_path) / RECIPE_FILE).write_text(json.dumps(recipe))
+    assert trained(run, tmp_path)
+    (run.checkpoint(tmp_path) / RECIPE_FILE).write_text(json.dumps({**recipe, "retired_field": 1}))
+    with pytest.raises(StudyError, match="holds another recipe than the config's"):
+        trained(run, tmp_path)
+
+
 def test_plan_cells_one_factor_at_a_time() -> None:
     study = plan(
         {"base": {"steps": 5}, "factors": {"image_loss": [0, 1, 4], "num_hidden_layers": [2, 4]}, "seeds": [0, 1]},
