@@ -19,6 +19,7 @@ from narrowgate.study.evaluation import MEASURES
 from narrowgate.study.plan import StudyError, load_study, plan
 
 MINI = Path(__file__).parents[1] / "configs" / "study_mini.yaml"
+FACTORIAL_MINI = Path(__file__).parents[1] / "configs" / "study_factorial_mini.yaml"
 
 
 def _snapshot(output: Path) -> dict[str, int]:
@@ -76,6 +77,52 @@ def test_mini_resumes_without_redoing_anything(mini) -> None:
     output, first, second = mini
     assert second == 0
     assert _snapshot(output) == first  # no checkpoint, train log, grid cell or measure file was rewritten
+
+
+@pytest.fixture(scope="module")
+def factorial_mini(tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("study") / "factorial"
+    assert main(["study", "emergence", str(FACTORIAL_MINI), "--output", str(output)]) == 0
+    return output
+
+
+def test_factorial_mini_end_to_end(factorial_mini) -> None:
+    """The half factorial of codebook x questions on scenes: both corners trained, each run asked only its
+    own world's smoke task and analysed on its own world's drawings, the curve and giveaway measured, the
+    main effects and their plots written."""
+    from narrowgate_tasks.scenes import QUESTION_SETS
+
+    output = factorial_mini
+    study = load_study(FACTORIAL_MINI)
+    table = pd.read_csv(output / "study.csv", keep_default_na=False, na_values=[""])
+    assert list(table["cell"]) == ["codebook=kmeans+questions=single", "codebook=random+questions=aggregation", "reference/planted"]
+    assert list(table["task"]) == ["narrowgate_scenes_single_vqa", "narrowgate_scenes_aggregation_vqa", "narrowgate_smoke_vqa"]
+    grid = json.loads((output / "grid" / "grid.json").read_text())
+    evaluated = {tuple(c["cell"].split("/")[::2]) for c in grid["cells"] if c["status"] == "done"}
+    assert evaluated == {(c.name, task) for c in study.checkpoints() for task in study.tasks_of(c)}  # only its own task
+    for run, questions in zip(study.runs, ("single", "aggregation")):
+        folder = run.folder(output)
+        assert run.recipe.questions == questions and run.recipe.codebook == ("kmeans" if questions == "single" else "random")
+        overlap = json.loads((folder / "overlap.json").read_text())
+        assert sorted(overlap["chance"]) == sorted(QUESTION_SETS[questions])  # analysed on its own world's labels
+        recorded = json.loads((run.checkpoint(output) / "toy_curve.json").read_text())
+        curve = json.loads((folder / "curve.json").read_text())
+        assert curve["step"] == [p["step"] for p in recorded["points"]] and curve["step"][-1] == 20
+        assert curve["final_accuracy"] == recorded["points"][-1]["accuracy"] and isinstance(curve["converged"], bool)
+        giveaway = json.loads((folder / "giveaway.json").read_text())
+        assert 0 <= giveaway["fraction"] <= 1 and sorted(giveaway["per_kind"]) == sorted(QUESTION_SETS[questions])
+    reference = json.loads((study.references[0].folder(output) / "curve.json").read_text())
+    assert reference["final_accuracy"] is None and reference["converged"] is None
+    row = table.iloc[1]
+    assert row["giveaway_mean"] == json.loads((study.runs[1].folder(output) / "giveaway.json").read_text())["fraction"]
+    assert row["converged"] in ("0/1", "1/1") and not row["bar"]  # one seed never meets the bar
+    effects = pd.read_csv(output / "study_effects.csv")
+    assert list(effects["factor"].unique()) == ["codebook", "questions"] and set(effects["task"]) == {"own"}
+    assert set(effects["n_low"]) <= {0, 1} and effects["ci_low"].isna().all()  # one run per level: no interval
+    markdown = (output / "study.md").read_text()
+    assert "| codebook | questions | task |" in markdown and "## Main effects" in markdown and "aliased" in markdown
+    for name in ("main_effects.png", "learning_curves.png"):
+        assert (output / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_changed_recipe_under_a_finished_run_is_an_error(mini, tmp_path: Path, capsys) -> None:
