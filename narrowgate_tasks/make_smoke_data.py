@@ -21,6 +21,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import PIL.Image
 from datasets import Dataset, Features, Image, List, Value
 
 from narrowgate_tasks import shapes
@@ -54,22 +55,18 @@ CAPTION_FEATURES = Features(
 )
 
 
-def _png(spec: shapes.ShapeSpec) -> dict:
+def png(image: PIL.Image.Image) -> dict:
+    """``image`` as the PNG bytes a parquet ``Image`` column stores."""
     buffer = io.BytesIO()
-    shapes.draw(spec, IMAGE_SIZE).save(buffer, format="PNG")
+    image.save(buffer, format="PNG")
     return {"bytes": buffer.getvalue(), "path": None}
 
 
-def smoke_datasets() -> tuple[Dataset, Dataset]:
-    """(vqa, caption) smoke datasets, built from ``SEED``, ``N_IMAGES`` and ``IMAGE_SIZE`` only."""
-    specs = shapes.sample_specs(N_IMAGES, seed=SEED)
-    rng = random.Random(SEED)
+def vqa_dataset(rows: list[tuple[str, str, list[str], dict]]) -> Dataset:
+    """A VQAv2-schema dataset of (question kind, question, annotator answers, png) rows, row i being
+    image ``i`` and question ``1000 * i``."""
     vqa: dict[str, list] = {name: [] for name in VQA_FEATURES}
-    caption: dict[str, list] = {name: [] for name in CAPTION_FEATURES}
-    for i, spec in enumerate(specs):
-        image = _png(spec)
-        kind = shapes.QUESTION_KINDS[i % len(shapes.QUESTION_KINDS)]
-        answers = shapes.annotator_answers(spec, kind, rng)
+    for i, (kind, text, answers, image) in enumerate(rows):
         vqa["question_type"].append(kind)
         vqa["multiple_choice_answer"].append(Counter(answers).most_common(1)[0][0])
         vqa["answers"].append(
@@ -81,8 +78,22 @@ def smoke_datasets() -> tuple[Dataset, Dataset]:
         vqa["image_id"].append(i)
         vqa["answer_type"].append("other")
         vqa["question_id"].append(i * 1000)
-        vqa["question"].append(shapes.question(kind))
+        vqa["question"].append(text)
         vqa["image"].append(image)
+    return Dataset.from_dict(vqa, features=VQA_FEATURES)
+
+
+def smoke_datasets() -> tuple[Dataset, Dataset]:
+    """(vqa, caption) smoke datasets, built from ``SEED``, ``N_IMAGES`` and ``IMAGE_SIZE`` only."""
+    specs = shapes.sample_specs(N_IMAGES, seed=SEED)
+    rng = random.Random(SEED)
+    rows = []
+    caption: dict[str, list] = {name: [] for name in CAPTION_FEATURES}
+    for i, spec in enumerate(specs):
+        image = png(shapes.draw(spec, IMAGE_SIZE))
+        kind = shapes.QUESTION_KINDS[i % len(shapes.QUESTION_KINDS)]
+        answers = shapes.annotator_answers(spec.answer(kind), shapes.vocabulary(kind), rng)
+        rows.append((kind, shapes.question(kind), answers, image))
 
         captions = spec.captions()
         caption["image"].append(image)
@@ -91,14 +102,14 @@ def smoke_datasets() -> tuple[Dataset, Dataset]:
         caption["split"].append("test")
         caption["img_id"].append(str(i))
         caption["filename"].append(f"shapes_{i:03d}.png")
-    return Dataset.from_dict(vqa, features=VQA_FEATURES), Dataset.from_dict(caption, features=CAPTION_FEATURES)
+    return vqa_dataset(rows), Dataset.from_dict(caption, features=CAPTION_FEATURES)
 
 
-def write(out_dir: Path = OUT_DIR) -> list[Path]:
-    """Write ``vqa.parquet`` and ``caption.parquet`` into ``out_dir``; returns their paths."""
+def save(datasets: dict[str, Dataset], out_dir: Path) -> list[Path]:
+    """Write each dataset to ``out_dir/<name>.parquet`` atomically; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, dataset in zip(("vqa", "caption"), smoke_datasets()):
+    for name, dataset in datasets.items():
         path = out_dir / f"{name}.parquet"
         tmp = path.with_suffix(".parquet.tmp")
         dataset.to_parquet(str(tmp))
@@ -107,11 +118,21 @@ def write(out_dir: Path = OUT_DIR) -> list[Path]:
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"output folder (default: {OUT_DIR})")
-    for path in write(parser.parse_args(argv).out):
+def write(out_dir: Path = OUT_DIR) -> list[Path]:
+    """Write ``vqa.parquet`` and ``caption.parquet`` into ``out_dir``; returns their paths."""
+    return save(dict(zip(("vqa", "caption"), smoke_datasets())), out_dir)
+
+
+def run(description: str, out_dir: Path, write_to, argv: list[str] | None) -> None:
+    """The command line of a data writer: ``--out DIR`` (default ``out_dir``), then ``write_to(DIR)``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=out_dir, help=f"output folder (default: {out_dir})")
+    for path in write_to(parser.parse_args(argv).out):
         print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(__doc__, OUT_DIR, write, argv)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass
+from typing import ClassVar
 
 from PIL import Image, ImageDraw
 
@@ -25,15 +26,17 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 POSITIONS: tuple[str, ...] = ("left", "right", "top", "bottom")
 QUESTION_KINDS: tuple[str, ...] = ("colour", "shape", "position")
 
-# Centre of the shape as a fraction of the canvas, and the phrase captions use for the position.
-_CENTRES = {"left": (0.25, 0.5), "right": (0.75, 0.5), "top": (0.5, 0.25), "bottom": (0.5, 0.75)}
-_WHERE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
+# Centre of the shape as a fraction of the canvas, its half-size at scale 1 (same fraction), and the phrase
+# captions use for the position (public: ``scenes`` draws and describes its objects with them).
+RADIUS = 0.17
+CENTRES = {"left": (0.25, 0.5), "right": (0.75, 0.5), "top": (0.5, 0.25), "bottom": (0.5, 0.75)}
+WHERE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
 _QUESTIONS = {
     "colour": "What colour is the shape?",
     "shape": "What shape is it?",
     "position": "Where is the shape?",
 }
-_CAPTION_TEMPLATES = (
+CAPTION_TEMPLATES = (
     "A {colour} {shape} {where}.",
     "There is a {colour} {shape} {where} of the image.",
     "A {shape} in {colour} {where}.",
@@ -46,15 +49,18 @@ Combo = tuple[str, str, str]  # (colour, shape, position)
 ALL_COMBOS: tuple[Combo, ...] = tuple(itertools.product(COLOURS, SHAPES, POSITIONS))
 
 
-def _check(name: str, value: str, valid) -> None:
+def check(name: str, value: str, valid) -> None:
+    """Refuse ``value`` unless it is one of ``valid``, naming them (shared with ``scenes``)."""
     if value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
 
 
 @dataclass(frozen=True)
-class ShapeSpec:
-    """What one image shows. ``scale`` and the offsets (fractions of the canvas) vary the drawing
-    without changing any answer: offsets stay well inside the shape's half of the canvas."""
+class PlacedShape:
+    """One shape of one colour at one of ``PLACES``. ``scale`` and the offsets (fractions of the canvas)
+    vary the drawing without changing any answer (shared with ``scenes.SceneObject``)."""
+
+    PLACES: ClassVar[tuple[str, ...]] = POSITIONS
 
     colour: str
     shape: str
@@ -64,11 +70,16 @@ class ShapeSpec:
     dy: float = 0.0
 
     def __post_init__(self) -> None:
-        _check("colour", self.colour, COLOURS)
-        _check("shape", self.shape, SHAPES)
-        _check("position", self.position, POSITIONS)
+        check("colour", self.colour, COLOURS)
+        check("shape", self.shape, SHAPES)
+        check("position", self.position, self.PLACES)
         if not 0.5 <= self.scale <= 1.5 or max(abs(self.dx), abs(self.dy)) > 0.08:
             raise ValueError(f"scale must be in [0.5, 1.5] and |dx|, |dy| <= 0.08, got {self}")
+
+
+@dataclass(frozen=True)
+class ShapeSpec(PlacedShape):
+    """What one image shows: offsets stay well inside the shape's half of the canvas."""
 
     @property
     def combo(self) -> Combo:
@@ -76,42 +87,44 @@ class ShapeSpec:
 
     def answer(self, kind: str) -> str:
         """The one-word answer to the question of ``kind`` (colour, shape or position)."""
-        _check("question kind", kind, QUESTION_KINDS)
+        check("question kind", kind, QUESTION_KINDS)
         return getattr(self, kind)
 
     def captions(self) -> list[str]:
         """Five reference captions, all built from the same words."""
-        words = {"colour": self.colour, "shape": self.shape, "where": _WHERE[self.position]}
-        return [template.format(**words) for template in _CAPTION_TEMPLATES]
+        words = {"colour": self.colour, "shape": self.shape, "where": WHERE[self.position]}
+        return [template.format(**words) for template in CAPTION_TEMPLATES]
 
 
 def question(kind: str) -> str:
     """The question text for ``kind`` (colour, shape or position)."""
-    _check("question kind", kind, QUESTION_KINDS)
+    check("question kind", kind, QUESTION_KINDS)
     return _QUESTIONS[kind]
 
 
 def vocabulary(kind: str) -> tuple[str, ...]:
     """Every possible answer to a question of ``kind``."""
-    _check("question kind", kind, QUESTION_KINDS)
+    check("question kind", kind, QUESTION_KINDS)
     return {"colour": tuple(COLOURS), "shape": SHAPES, "position": POSITIONS}[kind]
+
+
+def paint(pen: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill) -> None:
+    """Draw ``shape`` of half-size ``r`` centred at (``cx``, ``cy``) pixels with ``pen`` (shared with ``scenes``)."""
+    box = (round(cx - r), round(cy - r), round(cx + r), round(cy + r))
+    if shape == "circle":
+        pen.ellipse(box, fill=fill)
+    elif shape == "square":
+        pen.rectangle(box, fill=fill)
+    else:
+        pen.polygon([(box[0], box[3]), (box[2], box[3]), (round(cx), box[1])], fill=fill)
 
 
 def draw(spec: ShapeSpec, size: int = 64) -> Image.Image:
     """The RGB image of ``spec`` on a ``size`` x ``size`` white canvas (pure: same spec, same pixels)."""
     image = Image.new("RGB", (size, size), BACKGROUND)
-    fx, fy = _CENTRES[spec.position]
-    cx, cy = (fx + spec.dx) * size, (fy + spec.dy) * size
-    r = 0.17 * size * spec.scale
-    box = (round(cx - r), round(cy - r), round(cx + r), round(cy + r))
-    pen = ImageDraw.Draw(image)
-    fill = COLOURS[spec.colour]
-    if spec.shape == "circle":
-        pen.ellipse(box, fill=fill)
-    elif spec.shape == "square":
-        pen.rectangle(box, fill=fill)
-    else:
-        pen.polygon([(box[0], box[3]), (box[2], box[3]), (round(cx), box[1])], fill=fill)
+    fx, fy = CENTRES[spec.position]
+    r = RADIUS * size * spec.scale
+    paint(ImageDraw.Draw(image), spec.shape, (fx + spec.dx) * size, (fy + spec.dy) * size, r, COLOURS[spec.colour])
     return image
 
 
@@ -143,12 +156,13 @@ def sample_specs(n: int, seed: int, combos: tuple[Combo, ...] = ALL_COMBOS, jitt
     return specs
 
 
-def annotator_answers(spec: ShapeSpec, kind: str, rng: random.Random, n: int = 10, max_noise: int = 3) -> list[str]:
-    """``n`` answers as VQA annotators would give them: the truth, except for up to ``max_noise`` (drawn by
-    ``rng``) other words of the same vocabulary, so a wrong answer can earn partial credit as in VQAv2
-    while the truth stays the clear majority."""
-    truth = spec.answer(kind)
-    others = [word for word in vocabulary(kind) if word != truth]
+def annotator_answers(
+    truth: str, words: tuple[str, ...], rng: random.Random, n: int = 10, max_noise: int = 3
+) -> list[str]:
+    """``n`` answers as VQA annotators would give them: ``truth``, except for up to ``max_noise`` (drawn by
+    ``rng``) other ``words`` of the question's vocabulary, so a wrong answer can earn partial credit as in
+    VQAv2 while the truth stays the clear majority."""
+    others = [word for word in words if word != truth]
     if not 0 <= max_noise < n / 2:
         raise ValueError(f"max_noise must be in [0, {n / 2}) so that the truth stays the majority, got {max_noise}")
     noise = [rng.choice(others) for _ in range(rng.randint(0, max_noise))]

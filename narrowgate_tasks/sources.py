@@ -179,13 +179,14 @@ def load_local(source: Source, root: str | os.PathLike) -> datasets.Dataset:
     return datasets.load_dataset("parquet", data_files=[str(path) for path in parquet], split="train")
 
 
-def load_packaged(name: str) -> datasets.Dataset:
-    """A fixture data set shipped in the package (``data/smoke/<name>.parquet``, see ``make_smoke_data``)."""
+def load_packaged(name: str, folder: str = "smoke") -> datasets.Dataset:
+    """A fixture data set shipped in the package (``data/<folder>/<name>.parquet``, written by
+    ``make_<folder>_data``: ``make_smoke_data``, ``make_scenes_data``)."""
     import datasets
 
-    path = PACKAGE_DATA / "smoke" / f"{name}.parquet"
+    path = PACKAGE_DATA / folder / f"{name}.parquet"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; regenerate it with `python -m narrowgate_tasks.make_smoke_data`")
+        raise FileNotFoundError(f"{path} is missing; regenerate it with `python -m narrowgate_tasks.make_{folder}_data`")
     ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
     file = str(path.relative_to(PACKAGE_DATA.parent.parent))
     LOADED.append({"file": file, "fingerprint": ds._fingerprint, "rows": len(ds)})

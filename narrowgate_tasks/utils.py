@@ -171,6 +171,16 @@ def smoke_caption_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
     return caption_docs(load_packaged("caption"), refs="caption", image_id="img_id")
 
 
+@documents("narrowgate_scenes_single_vqa", "question_id")
+def scenes_single_vqa_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
+    return load_packaged("single", folder="scenes")
+
+
+@documents("narrowgate_scenes_aggregation_vqa", "question_id")
+def scenes_aggregation_vqa_docs(_placeholder: datasets.Dataset) -> datasets.Dataset:
+    return load_packaged("aggregation", folder="scenes")
+
+
 # ------------------------------------------------------------------------------------- prompts and scores
 
 

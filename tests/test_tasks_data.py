@@ -27,6 +27,8 @@ TASKS = [
     "narrowgate_vqav2_instruction",
     "narrowgate_vqav2_full_instruction",
     "narrowgate_smoke_vqa_instruction",
+    "narrowgate_scenes_single_vqa",
+    "narrowgate_scenes_aggregation_vqa",
 ]
 
 

@@ -115,12 +115,23 @@ def test_no_evaluated_drawing_or_held_out_combination_is_trained_on():
     assert not trained & set(evaluated)
 
 
-def test_a_packed_row_computes_each_prompt_exactly_as_alone():
-    model, processor = toy.build(QUICK)
-    specs = toy.eval_specs("seen")[:3]
-    pixel_values = toy.pixel_values_of(processor, specs)
-    toy.fit_codebook(model, pixel_values, iters=2, seed=0)
-    templates = toy.templates(processor)
+WORLDS = {  # the shapes world, and the scenes world at both image sizes and both codebooks
+    "shapes": {},
+    "scenes-single-256-random": {"world": "scenes", "image_tokens": 256, "codebook": "random"},
+    "scenes-aggregation": {"world": "scenes", "questions": "aggregation"},
+}
+
+
+@pytest.mark.parametrize("world", WORLDS)
+def test_a_packed_row_computes_each_prompt_exactly_as_alone(world):
+    recipe = dataclasses.replace(QUICK, **WORLDS[world])
+    world = toy.world_of(recipe)
+    model, processor = toy.build(recipe)
+    specs = toy.eval_specs("seen", world)[:3]
+    pixel_values = toy.pixel_values_of(processor, specs, world)
+    toy.fit_codebook(model, pixel_values, iters=2, seed=0, method=recipe.codebook)
+    templates = toy.templates(processor, world, specs)
+    assert len(templates.prefix) == recipe.image_tokens + 3  # bos, start of image, the image tokens, the gate
     choice = [0, 3, 4]
     batch = toy.pack(templates, specs, toy.image_tokens(model, pixel_values), choice, captions=True)
     image_cols = model.model.vocabulary_mapping.image_tokens
@@ -133,7 +144,7 @@ def test_a_packed_row_computes_each_prompt_exactly_as_alone():
         for row, spec in enumerate(specs):
             ids = batch.input_ids[row].tolist()
             segment_start = len(templates.prefix)
-            for kind in [*shapes.QUESTION_KINDS, toy.CAPTION_KIND]:
+            for kind in [*world.kinds, toy.CAPTION_KIND]:
                 answer = (
                     templates.captions[spec.combo][choice[row]]
                     if kind == toy.CAPTION_KIND
@@ -143,8 +154,8 @@ def test_a_packed_row_computes_each_prompt_exactly_as_alone():
                 assert ids[segment_start : segment_start + len(segment)] == segment
                 # the prompt alone, through the processor and pixel_values as the wrapper runs it
                 inputs = processor(
-                    text=[toy.prompt_text(kind)],
-                    images=[shapes.draw(spec)],
+                    text=[toy.prompt_text(kind, world)],
+                    images=[world.draw(spec)],
                     return_tensors="pt",
                     return_for_text_completion=True,
                 )
@@ -248,6 +259,11 @@ def test_train_toy_command_writes_a_loadable_float16_checkpoint(tmp_path, capsys
         ([], {"steps": "3"}, "ToyRecipe.steps must be int, got '3'"),
         ([], [3], "expected a JSON object of recipe fields"),
         ([], {"gate_target": "answer"}, "ToyRecipe.gate_target must be one of none, caption, colour, shape, position"),
+        (["--gate-target", "count"], None, "gate_target must be one of none, caption, colour, shape, position for world shapes"),
+        (["--questions", "aggregation"], None, "ToyRecipe.questions 'aggregation' needs world scenes"),
+        ([], {"image_tokens": 100}, "ToyRecipe.image_tokens must be one of 64, 256, got 100"),
+        (["--generation-first", "1"], None, "ToyRecipe.generation_first must be in [0, 1), got 1.0"),
+        (["--generation-first", "0.5", "--image-loss", "0", "--no-captions"], None, "generation_first needs something to generate"),
         (["--t2i", "-0.5"], None, "ToyRecipe.t2i must be >= 0, got -0.5"),
         (["--hidden-size", "30"], None, "ToyRecipe.hidden_size (30) must be divisible by num_attention_heads (4)"),
         (["--t2i", "1", "--condition", "gate_only"], None, "ToyRecipe.t2i needs condition baseline"),
@@ -315,7 +331,7 @@ def quick_toy():
     return model, processor, toy.templates(processor), specs, toy.image_tokens(model, pixel_values)
 
 
-@pytest.mark.parametrize("gate_target", toy.GATE_TARGETS)
+@pytest.mark.parametrize("gate_target", ["none", toy.CAPTION_KIND, *shapes.QUESTION_KINDS])
 def test_the_gate_target_lands_on_the_gate_with_the_first_token_of_its_text(quick_toy, gate_target):
     from interventions import family_spec
 

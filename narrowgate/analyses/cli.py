@@ -51,7 +51,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         sub = subparsers.add_parser(name, help=analysis.HELP, description=analysis.__doc__)
         sub.add_argument("--model", required=True, help="checkpoint path (with --family), or the shipped toy / planted")
         sub.add_argument("--family", help="the checkpoint's family (narrowgate tiny --list)")
-        sub.add_argument("--data", default="shapes", help="shapes (default), folder:NAME or flickr30k")
+        sub.add_argument(
+            "--data", default="shapes", help="shapes (default), scenes_single, scenes_aggregation, folder:NAME or flickr30k"
+        )
         sub.add_argument("-n", "--n", type=int, default=96, help="examples (default 96)")
         sub.add_argument("--output", required=True, type=Path, help="folder for NAME.csv, NAME.json, NAME.png")
         sub.add_argument("--condition", default="baseline", choices=list(CONDITIONS), help="run under this condition")

@@ -1,7 +1,8 @@
 """What the analyses look at: labelled images, the question whose answer is each label, captions.
 
 ``shapes`` (the default, embedded): the toy's evaluation drawings (never trained on), labelled by
-colour, shape and position, each label with its question. Real data comes from ``$NARROWGATE_DATA_DIR``
+colour, shape and position, each label with its question. ``scenes_single`` and ``scenes_aggregation``
+(embedded): the same for the textured scenes world (``narrowgate_tasks.scenes``) and its question set. Real data comes from ``$NARROWGATE_DATA_DIR``
 (the same switch as the tasks'; a missing copy is an error, never a download):
 
 - ``folder:NAME``: ``$NARROWGATE_DATA_DIR/NAME/<label>/<image files>`` (the ImageNet folder layout), one
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from narrowgate_tasks import shapes
+from narrowgate_tasks import scenes
 from narrowgate_tasks.sources import ENV_VAR, FLICKR30K_TEST, load_local
 
 CLASS_QUESTION = "What is in the image?"
@@ -42,36 +43,41 @@ class Examples:
     def require_labels(self, analysis: str) -> None:
         if not self.labels:
             raise ValueError(
-                f"{analysis} needs labelled images, but data {self.name!r} has none; use shapes or folder:NAME"
+                f"{analysis} needs labelled images, but data {self.name!r} has none; use {', '.join(TOY_WORLDS)} or folder:NAME"
             )
 
 
 def load_examples(data: str, n: int) -> Examples:
-    """``n`` examples of ``data`` (``shapes``, ``folder:NAME`` or ``flickr30k``)."""
+    """``n`` examples of ``data`` (``shapes``, ``scenes_single``, ``scenes_aggregation``, ``folder:NAME`` or ``flickr30k``)."""
     if n < 2:
         raise ValueError(f"need at least 2 examples, got n={n}")
-    if data == "shapes":
-        return _shapes(n)
+    if data in TOY_WORLDS:
+        return _toy_world(data, n)
     if data.startswith("folder:"):
         return _folder(data, data.removeprefix("folder:"), n)
     if data == "flickr30k":
         return _flickr30k(n)
-    raise ValueError(f"unknown data {data!r}; valid: shapes, folder:NAME (under ${ENV_VAR}), flickr30k")
+    raise ValueError(f"unknown data {data!r}; valid: {', '.join(TOY_WORLDS)}, folder:NAME (under ${ENV_VAR}), flickr30k")
 
 
-def _shapes(n: int) -> Examples:
-    from narrowgate.toy import eval_specs
+# the toy worlds' evaluation drawings: data name -> (world, question set) of narrowgate.toy.World
+TOY_WORLDS = {"shapes": ("shapes", "single"), **{f"scenes_{q}": ("scenes", q) for q in scenes.QUESTION_SETS}}
 
-    seen, held_out = eval_specs("seen"), eval_specs("held_out")
+
+def _toy_world(data: str, n: int) -> Examples:
+    from narrowgate.toy import World, eval_specs
+
+    world = World(*TOY_WORLDS[data])
+    seen, held_out = eval_specs("seen", world), eval_specs("held_out", world)
     specs = [spec for pair in zip(seen, held_out) for spec in pair]  # both splits in every prefix
     if n > len(specs):
-        raise ValueError(f"the shapes data has {len(specs)} evaluation drawings; got n={n}")
+        raise ValueError(f"the {data} data has {len(specs)} evaluation drawings; got n={n}")
     specs = specs[:n]
     return Examples(
-        name="shapes",
-        images=tuple(shapes.draw(spec) for spec in specs),
-        labels={kind: tuple(spec.answer(kind) for spec in specs) for kind in shapes.QUESTION_KINDS},
-        questions={kind: shapes.question(kind) for kind in shapes.QUESTION_KINDS},
+        name=data,
+        images=tuple(world.draw(spec) for spec in specs),
+        labels={kind: tuple(spec.answer(kind) for spec in specs) for kind in world.kinds},
+        questions={kind: world.question(kind) for kind in world.kinds},
         captions=tuple(spec.captions()[0] for spec in specs),
     )
 

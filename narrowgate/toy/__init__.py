@@ -7,7 +7,7 @@ condition does to it is a measured result. ``narrowgate train-toy --out DIR`` re
 
 One file per concern: ``recipe`` (what determines the weights), ``world`` (prompts and drawings),
 ``model`` (architecture and VQ tokenizer), ``trainer`` (packed rows, loss, loop), ``report``
-(measuring and saving), ``cli`` (``narrowgate train-toy``).
+(measuring and saving), ``giveaway`` (what one image token tells), ``cli`` (``narrowgate train-toy``).
 
 The recipe (``ToyRecipe``; the same seed gives the same weights on the same software and thread count):
 
@@ -32,6 +32,11 @@ The recipe (``ToyRecipe``; the same seed gives the same weights on the same soft
 - Factors for the emergence study, off by default (the shipped recipe): ``gate_target`` (the gate
   predicts the first token of the caption or of one answer) and ``t2i`` (weighted text-to-image rows,
   caption then image codes); depth and width through the architecture fields.
+- The second study's options, off by default: ``world`` ``scenes`` (textured scenes in which no single
+  patch names the answer; ``questions`` ``single`` or ``aggregation``), ``image_tokens`` 256 (a 64-px
+  image), ``codebook`` ``random`` and ``generation_first`` (a generation-first curriculum). Every run
+  writes its learning curve (``CURVE_FILE``, ``probe``); ``giveaway`` measures how often one image
+  token's code alone names the answer.
 - Training is step-based, not time-based, so a seed gives the same model on a fast or a busy machine;
   it uses ``threads`` CPU threads (results can differ in the last bits with another thread count).
 """
@@ -45,10 +50,16 @@ from .model import (
     pixel_values_of,
     set_patch_encoder,
 )
+from .giveaway import giveaway
 from .recipe import (
     CAPTION_KIND,
+    CODEBOOKS,
+    CURVE_FILE,
     FAMILY,
     GATE_TARGETS,
+    IMAGE_TOKENS,
+    QUESTION_SETS,
+    WORLDS,
     HELD_OUT_COMBOS,
     RECIPE_FILE,
     REPORT_FILE,
@@ -56,6 +67,7 @@ from .recipe import (
     TOY_CHECKPOINT,
     TRAIN_COMBOS,
     ToyRecipe,
+    question_kinds,
     toy_checkpoint,
 )
 from .report import (
@@ -67,15 +79,33 @@ from .report import (
     smoke_accuracy,
     write_report,
 )
-from .trainer import Packed, Templates, loss, pack, templates, train
-from .world import eval_specs, prompt_text, question_items, train_specs
+from .trainer import Packed, Templates, loss, pack, probe, templates, train
+from .world import SHAPES, World, eval_specs, prompt_text, question_items, train_specs, world_of
+
+
+def smoke_task(recipe: ToyRecipe) -> str:
+    """The lmms-eval smoke task that asks the recipe's world its questions."""
+    return world_of(recipe).task
+
+
+def examples_source(recipe: ToyRecipe) -> str:
+    """The ``narrowgate.analyses.data.load_examples`` source of the recipe's world."""
+    return world_of(recipe).examples
+
 
 __all__ = [
     "CAPTION_KIND",
+    "CODEBOOKS",
     "CONDITIONS",
+    "CURVE_FILE",
     "FAMILY",
     "GATE_TARGETS",
     "HELD_OUT_COMBOS",
+    "IMAGE_TOKENS",
+    "QUESTION_SETS",
+    "SHAPES",
+    "WORLDS",
+    "World",
     "PATCH",
     "RECIPE_FILE",
     "REPORT_FILE",
@@ -88,6 +118,8 @@ __all__ = [
     "accuracy",
     "build",
     "eval_specs",
+    "examples_source",
+    "giveaway",
     "fit_codebook",
     "folder_bytes",
     "image_tokens",
@@ -96,14 +128,18 @@ __all__ = [
     "measure",
     "pack",
     "pixel_values_of",
+    "probe",
     "prompt_text",
     "question_items",
+    "question_kinds",
     "save",
     "set_patch_encoder",
     "smoke_accuracy",
+    "smoke_task",
     "templates",
     "toy_checkpoint",
     "train",
     "train_specs",
+    "world_of",
     "write_report",
 ]

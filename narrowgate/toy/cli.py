@@ -11,10 +11,15 @@ from pathlib import Path
 
 from .model import load
 from .recipe import (
+    CODEBOOKS,
+    CURVE_FILE,
     GATE_TARGETS,
+    IMAGE_TOKENS,
+    QUESTION_SETS,
     RECIPE_FILE,
     TOY_CHECKPOINT,
     TRAINING_CONDITIONS,
+    WORLDS,
     ToyRecipe,
 )
 from .report import (
@@ -25,7 +30,8 @@ from .report import (
     smoke_accuracy,
     write_report,
 )
-from .trainer import train
+from .trainer import PROBE, train
+from .world import world_of
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +66,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="W",
         help=f"weight of text-to-image rows, one per drawing: its caption, then its image codes to predict "
         f"(default {defaults.t2i}: none)",
+    )
+    parser.add_argument(
+        "--world",
+        choices=WORLDS,
+        help=f"what the toy sees (default {defaults.world}): one flat-coloured shape, or textured scenes in which "
+        "no single image patch gives the answer away",
+    )
+    parser.add_argument(
+        "--questions",
+        choices=QUESTION_SETS,
+        help=f"the scenes' questions (default {defaults.questions}): colour/shape/position of one object, or "
+        "count/majority colour/one colour? over 2-4 objects",
+    )
+    parser.add_argument(
+        "--image-tokens",
+        type=int,
+        choices=tuple(IMAGE_TOKENS),
+        help=f"image tokens per image (default {defaults.image_tokens}): 4 x 4-pixel patches of a 32- or 64-px image",
+    )
+    parser.add_argument(
+        "--codebook", choices=CODEBOOKS, help=f"the VQ codebook: k-means of the patch features or random (default {defaults.codebook})"
+    )
+    parser.add_argument(
+        "--generation-first",
+        type=float,
+        metavar="SHARE",
+        help=f"share of the steps, first, that train generation only (default {defaults.generation_first}); the questions join after",
     )
     parser.add_argument("--layers", type=int, help=f"transformer layers (default {defaults.num_hidden_layers})")
     parser.add_argument(
@@ -116,6 +149,11 @@ def recipe_from(args: argparse.Namespace) -> ToyRecipe:
         "knockout": args.knockout,
         "gate_target": args.gate_target,
         "t2i": args.t2i,
+        "world": args.world,
+        "questions": args.questions,
+        "image_tokens": args.image_tokens,
+        "codebook": args.codebook,
+        "generation_first": args.generation_first,
         "num_hidden_layers": args.layers,
         "hidden_size": args.hidden_size,
         "intermediate_size": args.intermediate_size,
@@ -137,21 +175,24 @@ def run(args: argparse.Namespace) -> int:
     resume = resume_file(args.out)
     resume.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    model, processor = train(recipe, resume=resume, init=args.init)
+    curve: list[dict] = []
+    model, processor = train(recipe, resume=resume, init=args.init, curve=curve)
     seconds = time.perf_counter() - start
     report: dict = {"train_seconds": round(seconds), "parameters": sum(p.numel() for p in model.parameters())}
     if args.init is not None:
         report["init"] = str(args.init)
-    out = save(model, processor, recipe, args.out, report)
+    probe = {"probe": "seen", "n": PROBE, "points": curve}
+    out = save(model, processor, recipe, args.out, report, extra={CURVE_FILE: probe})
     resume.unlink(missing_ok=True)
     if not args.skip_measure:
         print("train-toy: measuring the saved checkpoint under each condition ...")
-        report["smoke_vqa_accuracy"] = smoke_accuracy(out)
-        report["macro_accuracy"] = measure(*load(out))
+        world = world_of(recipe)
+        report["smoke_vqa_accuracy"] = smoke_accuracy(out, world=world)
+        report["macro_accuracy"] = measure(*load(out), world=world)
         write_report(out, report)
-        print("narrowgate_smoke_vqa (lmms-eval, VQA accuracy):")
+        print(f"{world.task} (lmms-eval, VQA accuracy):")
         print("\n".join(f"  {condition:<22}{value:.3f}" for condition, value in report["smoke_vqa_accuracy"].items()))
-        print("macro exact-match accuracy, every drawing asked all three questions (in process):")
+        print(f"macro exact-match accuracy, every drawing asked all {len(world.kinds)} questions (in process):")
         print(format_table(report["macro_accuracy"]))
     print(f"train-toy: wrote {out} ({folder_bytes(out) / 1e6:.2f} MB) after {seconds / 60:.1f} min of training")
     return 0

@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING
 
 from narrowgate_tasks import shapes
 
-from .recipe import ARCHITECTURE, FAMILY, ToyRecipe, toy_checkpoint
+from .recipe import ARCHITECTURE, FAMILY, IMAGE_TOKENS, ToyRecipe, toy_checkpoint
 
 if TYPE_CHECKING:
     import torch
     from transformers import ChameleonForConditionalGeneration, ProcessorMixin
 
+    from .world import World
+
 # The VQ encoder as a fixed patchifier (see set_patch_encoder).
-PATCH = 4  # pixels per image token side: 32-px images, two stride-2 downsamples
+PATCH = 4  # pixels per image token side: two stride-2 downsamples (32-px images: 64 tokens; 64-px: 256)
 INK = PATCH * PATCH  # per-pixel ink of a patch, then its mean colour (3 values)
 FEATURES = INK + 3
 ANCHOR = 100.0  # constant partner channel of every feature channel in the output GroupNorm
@@ -25,8 +27,9 @@ COLOUR_WEIGHT = 2.0  # colour counts double in the codebook's distances, so colo
 
 
 def build(recipe: ToyRecipe) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
-    """The untrained toy model and the tiny Chameleon's processor: text weights random from
-    ``recipe.seed``; the VQ encoder a patchifier (``set_patch_encoder``), its codebook still unfitted."""
+    """The untrained toy model and the tiny Chameleon's processor (at ``recipe.image_tokens``' image size):
+    text weights random from ``recipe.seed``; the VQ encoder a patchifier (``set_patch_encoder``), its
+    codebook still unfitted."""
     import torch
     from PIL import Image
     from transformers import ChameleonConfig, ChameleonForConditionalGeneration
@@ -35,8 +38,12 @@ def build(recipe: ToyRecipe) -> tuple[ChameleonForConditionalGeneration, Process
 
     config, processor = BUILDERS[FAMILY]()
     sizes = {name: getattr(recipe, name) for name in ARCHITECTURE}
+    side = IMAGE_TOKENS[recipe.image_tokens]
+    processor.image_processor.size = {"shortest_edge": side}
+    processor.image_processor.crop_size = {"height": side, "width": side}
+    processor.image_seq_length = recipe.image_tokens
     # 64 channels (32 GroupNorm groups of a feature channel and its anchor), no resnet blocks in the levels.
-    vq = {**config.vq_config.to_dict(), "base_channels": 64, "num_res_blocks": 0}
+    vq = {**config.vq_config.to_dict(), "base_channels": 64, "num_res_blocks": 0, "resolution": side}
     config = ChameleonConfig(**{**config.to_dict(), **sizes, "vq_config": vq})
     torch.manual_seed(recipe.seed)
     model = ChameleonForConditionalGeneration(config)
@@ -104,16 +111,23 @@ def set_patch_encoder(vq: torch.nn.Module, white: float) -> None:
         encoder.conv_out.bias[:FEATURES] = -SHIFT
 
 
-def pixel_values_of(processor: ProcessorMixin, specs: Sequence[shapes.ShapeSpec]) -> torch.Tensor:
-    images = [shapes.draw(spec) for spec in specs]
+def pixel_values_of(processor: ProcessorMixin, specs: Sequence, world: World | None = None) -> torch.Tensor:
+    """The processor's pixel values of ``specs`` drawn in ``world`` (default: the shapes world)."""
+    images = [shapes.draw(spec) if world is None else world.draw(spec) for spec in specs]
     return processor.image_processor(images, return_tensors="pt")["pixel_values"]
 
 
-def fit_codebook(model: ChameleonForConditionalGeneration, pixel_values: torch.Tensor, iters: int, seed: int) -> None:
-    """Set the VQ codebook to k-means centroids (k-means++ start) of the encoder's pre-quantisation
-    features of ``pixel_values``. The VQ assigns a feature to its nearest codebook row (Euclidean), the
-    distance k-means minimises, so the codes are the features' own clusters. The VQ is then rounded to
-    float16, the storage precision, so training sees exactly the codes of the shipped checkpoint.
+def fit_codebook(
+    model: ChameleonForConditionalGeneration, pixel_values: torch.Tensor, iters: int, seed: int, method: str = "kmeans"
+) -> None:
+    """Set the VQ codebook from the encoder's pre-quantisation features of ``pixel_values``.
+
+    ``kmeans``: k-means centroids (k-means++ start). The VQ assigns a feature to its nearest codebook row
+    (Euclidean), the distance k-means minimises, so the codes are the features' own clusters.
+    ``random``: rows drawn from a Gaussian with the features' per-channel mean and spread, so codes cut
+    feature space at random rather than along its clusters (no code is fitted to a colour or a shape).
+    Either way the VQ is then rounded to float16, the storage precision, so training sees exactly the
+    codes of the saved checkpoint.
     """
     import torch
 
@@ -123,26 +137,40 @@ def fit_codebook(model: ChameleonForConditionalGeneration, pixel_values: torch.T
         points = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
         k = vq.quantize.num_embeddings
         generator = torch.Generator().manual_seed(seed)
-        centres = points[torch.randint(len(points), (1,), generator=generator)]
-        nearest = ((points - centres[0]) ** 2).sum(dim=1)  # squared distance to the nearest centre so far
-        for _ in range(1, k):
-            # fewer distinct features than codes: every point is a centre already, duplicates are harmless
-            weights = nearest if bool(nearest.sum() > 0) else torch.ones_like(nearest)
-            centre = points[torch.multinomial(weights, 1, generator=generator)]
-            centres = torch.cat([centres, centre])
-            nearest = torch.minimum(nearest, ((points - centre) ** 2).sum(dim=1))
-        for _ in range(iters):
-            assignment = torch.cdist(points, centres).argmin(dim=1)
-            counts = torch.bincount(assignment, minlength=k).to(points.dtype)
-            sums = torch.zeros_like(centres).index_add_(0, assignment, points)
-            centres = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
+        if method == "random":
+            noise = torch.randn((k, points.shape[1]), generator=generator)
+            centres = points.mean(dim=0) + noise * points.std(dim=0)
+        elif method == "kmeans":
+            centres = kmeans(points, k, iters, generator)
+        else:
+            raise ValueError(f"unknown codebook method {method!r}; valid: kmeans, random")
         vq.quantize.embedding.weight.copy_(centres)
         for parameter in vq.parameters():
             parameter.copy_(parameter.half().float())
 
 
+def kmeans(points: torch.Tensor, k: int, iters: int, generator: torch.Generator) -> torch.Tensor:
+    """``k`` centroids of ``points`` after ``iters`` Lloyd steps from a k-means++ start."""
+    import torch
+
+    centres = points[torch.randint(len(points), (1,), generator=generator)]
+    nearest = ((points - centres[0]) ** 2).sum(dim=1)  # squared distance to the nearest centre so far
+    for _ in range(1, k):
+        # fewer distinct features than codes: every point is a centre already, duplicates are harmless
+        weights = nearest if bool(nearest.sum() > 0) else torch.ones_like(nearest)
+        centre = points[torch.multinomial(weights, 1, generator=generator)]
+        centres = torch.cat([centres, centre])
+        nearest = torch.minimum(nearest, ((points - centre) ** 2).sum(dim=1))
+    for _ in range(iters):
+        assignment = torch.cdist(points, centres).argmin(dim=1)
+        counts = torch.bincount(assignment, minlength=k).to(points.dtype)
+        sums = torch.zeros_like(centres).index_add_(0, assignment, points)
+        centres = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
+    return centres
+
+
 def image_tokens(model: ChameleonForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
-    """The VQ tokens (vocabulary ids) of each image, (N, 64): what the model embeds in place of ``<image>``."""
+    """The VQ tokens (vocabulary ids) of each image, (N, image tokens): what the model embeds in place of ``<image>``."""
     import torch
 
     with torch.no_grad():

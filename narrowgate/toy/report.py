@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from interventions.conditions import PAPER_CONDITIONS
-from narrowgate_tasks import prompts, shapes
+from narrowgate_tasks import prompts
 
 from .recipe import FAMILY, RECIPE_FILE, REPORT_FILE, SPLITS, ToyRecipe
-from .world import eval_specs, prompt_text, question_items
+from .world import SHAPES, World, eval_specs, prompt_text, question_items
 
 if TYPE_CHECKING:
     from transformers import ChameleonForConditionalGeneration, ProcessorMixin
@@ -25,9 +25,10 @@ CONDITIONS: tuple[str, ...] = tuple(name for name in PAPER_CONDITIONS if name !=
 def accuracy(
     model: ChameleonForConditionalGeneration,
     processor: ProcessorMixin,
-    items: Sequence[tuple[shapes.ShapeSpec, str]],
+    items: Sequence[tuple[object, str]],
     condition: str = "baseline",
     batch_size: int = 48,
+    world: World = SHAPES,
 ) -> dict[str, float]:
     """Exact-match accuracy per question kind (and ``macro``, their mean) of greedy answers under a condition.
 
@@ -39,12 +40,12 @@ def accuracy(
     from interventions import family_spec, find_layouts, intervene, make_condition
 
     ids = family_spec(FAMILY).token_ids(processor.tokenizer)
-    correct: dict[str, list[bool]] = {kind: [] for kind in shapes.QUESTION_KINDS}
+    correct: dict[str, list[bool]] = {kind: [] for kind in world.kinds}
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         inputs = processor(
-            text=[prompt_text(kind) for _, kind in chunk],
-            images=[shapes.draw(spec) for spec, _ in chunk],
+            text=[prompt_text(kind, world) for _, kind in chunk],
+            images=[world.draw(spec) for spec, _ in chunk],
             padding=True,
             return_tensors="pt",
             return_for_text_completion=True,
@@ -75,24 +76,28 @@ def measure(
     processor: ProcessorMixin,
     conditions: Sequence[str] = CONDITIONS,
     splits: Sequence[str] = SPLITS,
+    world: World = SHAPES,
 ) -> dict[str, dict[str, float]]:
-    """Macro accuracy, ``{condition: {split: accuracy}}``, every drawing asked all three questions."""
+    """Macro accuracy, ``{condition: {split: accuracy}}``, every drawing asked every question of ``world``."""
     return {
         condition: {
-            split: accuracy(model, processor, question_items(eval_specs(split)), condition)["macro"] for split in splits
+            split: accuracy(
+                model, processor, question_items(eval_specs(split, world), world), condition, world=world
+            )["macro"]
+            for split in splits
         }
         for condition in conditions
     }
 
 
-def smoke_accuracy(path: str | Path, conditions: Sequence[str] = CONDITIONS) -> dict[str, float]:
-    """``narrowgate_smoke_vqa``'s VQA accuracy of the checkpoint at ``path`` through lmms-eval (the
+def smoke_accuracy(path: str | Path, conditions: Sequence[str] = CONDITIONS, world: World = SHAPES) -> dict[str, float]:
+    """The VQA accuracy on ``world``'s smoke task of the checkpoint at ``path`` through lmms-eval (the
     registered Chameleon wrapper, in process, float32 on the CPU), for each condition on one load."""
     from interventions import make_condition
     from model_wrappers import load_model
     from narrowgate.core.evaluation import evaluate, task_manager
 
-    task = "narrowgate_smoke_vqa"
+    task = world.task
     manager = task_manager("ERROR", model_name=FAMILY)
     lm = load_model(FAMILY, str(path), device="cpu", dtype="float32", batch_size=8)
     scores = {}
@@ -109,9 +114,11 @@ def save(
     recipe: ToyRecipe,
     out: str | Path,
     report: dict,
+    extra: dict[str, object] | None = None,
 ) -> Path:
-    """Write the model (float16), processor, recipe and report into ``out``, replacing it as a whole:
-    the folder is written next to ``out`` and renamed into place, so it is never half-written."""
+    """Write the model (float16), processor, recipe, report and ``extra`` JSON files (name -> content)
+    into ``out``, replacing it as a whole: the folder is written next to ``out`` and renamed into place,
+    so it is never half-written."""
     import shutil
     import tempfile
 
@@ -125,6 +132,8 @@ def save(
     processor.save_pretrained(tmp)
     (tmp / RECIPE_FILE).write_text(json.dumps(dataclasses.asdict(recipe), indent=2) + "\n")
     write_report(tmp, report)
+    for name, content in (extra or {}).items():
+        (tmp / name).write_text(json.dumps(content, indent=2) + "\n")
     for path in (tmp, *tmp.iterdir()):  # mkdtemp and some writers create owner-only files
         path.chmod(0o755 if path.is_dir() else 0o644)
     if out.exists():

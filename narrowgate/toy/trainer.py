@@ -18,7 +18,7 @@ from narrowgate_tasks import shapes
 from .knockout import prefix_knockouts, training_under
 from .model import build, fit_codebook, image_tokens, load, pixel_values_of
 from .recipe import ARCHITECTURE, CAPTION_KIND, FAMILY, ToyRecipe
-from .world import derived_seed, prompt_text, train_specs
+from .world import SHAPES, World, derived_seed, eval_specs, prompt_text, train_specs, world_of
 
 if TYPE_CHECKING:
     import torch
@@ -29,19 +29,22 @@ if TYPE_CHECKING:
 class Templates:
     """Token ids of the training prompts, split where they stop sharing tokens.
 
-    Every prompt is ``prefix`` (bos, start-of-image, ``<image>`` x 64, the gate) followed by the
-    request of its kind (``suffixes``), exactly as the processor tokenizes ``prompt_text(kind)``.
+    Every prompt is ``prefix`` (bos, start-of-image, ``<image>`` x 64 or 256, the gate) followed by the
+    request of its kind (``suffixes``), exactly as the processor tokenizes ``prompt_text(kind, world)``.
     """
 
     prefix: tuple[int, ...]
+    kinds: tuple[str, ...]  # the world's question kinds
     suffixes: dict[str, tuple[int, ...]]  # kind (question kinds and "caption") -> ids after the gate
     answers: dict[str, tuple[int, ...]]  # answer word -> its ids + eos
-    captions: dict[shapes.Combo, tuple[tuple[int, ...], ...]]  # combo -> each reference caption's ids + eos
+    captions: dict[tuple, tuple[tuple[int, ...], ...]]  # combo -> each reference caption's ids + eos
     image_id: int
     pad_id: int
 
 
-def templates(processor: ProcessorMixin) -> Templates:
+def templates(processor: ProcessorMixin, world: World = SHAPES, specs: Sequence = ()) -> Templates:
+    """The token ids of ``world``'s prompts, answers and the captions of ``specs``' combinations (in
+    the shapes world: of every combination)."""
     from PIL import Image
 
     from interventions import family_spec
@@ -50,8 +53,8 @@ def templates(processor: ProcessorMixin) -> Templates:
     (gate,) = family_spec(FAMILY).token_ids(tokenizer).gate
     blank = Image.new("RGB", (32, 32), shapes.BACKGROUND)
     prefixes, suffixes = set(), {}
-    for kind in [*shapes.QUESTION_KINDS, CAPTION_KIND]:
-        ids = processor(text=[prompt_text(kind)], images=[blank], return_for_text_completion=True)["input_ids"][
+    for kind in [*world.kinds, CAPTION_KIND]:
+        ids = processor(text=[prompt_text(kind, world)], images=[blank], return_for_text_completion=True)["input_ids"][
             0
         ].tolist()
         cut = ids.index(gate) + 1
@@ -63,10 +66,15 @@ def templates(processor: ProcessorMixin) -> Templates:
     def ids(text: str) -> tuple[int, ...]:
         return (*tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id)
 
-    words = sorted({word for kind in shapes.QUESTION_KINDS for word in shapes.vocabulary(kind)})
-    captions = {combo: tuple(ids(c) for c in shapes.ShapeSpec(*combo).captions()) for combo in shapes.ALL_COMBOS}
+    words = sorted({word for kind in world.kinds for word in world.vocabulary(kind)})
+    if world == SHAPES:
+        specs = [*specs, *(shapes.ShapeSpec(*combo) for combo in shapes.ALL_COMBOS)]
+    by_combo = {spec.combo: spec for spec in specs}
+    captions = {combo: tuple(ids(c) for c in spec.captions()) for combo, spec in by_combo.items()}
     image_id = tokenizer.convert_tokens_to_ids(family_spec(FAMILY).placeholder)
-    return Templates(prefixes.pop(), suffixes, {w: ids(w) for w in words}, captions, image_id, tokenizer.pad_token_id)
+    return Templates(
+        prefixes.pop(), world.kinds, suffixes, {w: ids(w) for w in words}, captions, image_id, tokenizer.pad_token_id
+    )
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class Packed:
     (``"{caption}<image>"`` as the processor tokenizes it), a row of its own (causal, padded).
     ``text_targets``: the next token where it is a target (answer, eos, caption, the gate's target), else -100.
     ``predicts_code``: positions of the drawing rows whose next token is an image token (the "native" objective).
-    ``generates_code``: positions of the text-to-image rows whose next token is an image token (all 64).
+    ``generates_code``: positions of the text-to-image rows whose next token is an image token (all of them).
     """
 
     input_ids: torch.Tensor
@@ -93,7 +101,7 @@ class Packed:
     generates_code: torch.Tensor
 
 
-def gate_token(t: Templates, spec: shapes.ShapeSpec, caption: int, gate_target: str) -> int:
+def gate_token(t: Templates, spec, caption: int, gate_target: str) -> int:
     """What the gate predicts under ``gate_target`` (``ToyRecipe.gate_target``, not "none"): the first
     token of the drawing's reference caption number ``caption``, or of its answer to that question kind."""
     if gate_target == CAPTION_KIND:
@@ -103,16 +111,18 @@ def gate_token(t: Templates, spec: shapes.ShapeSpec, caption: int, gate_target: 
 
 def pack(
     t: Templates,
-    specs: Sequence[shapes.ShapeSpec],
+    specs: Sequence,
     codes: torch.Tensor,
     caption_choice: Sequence[int],
     captions: bool,
     gate_target: str = "none",
     t2i: bool = False,
+    kinds: Sequence[str] | None = None,
 ) -> Packed:
     """The batch of ``specs`` (drawings) with their VQ tokens ``codes``; ``caption_choice``: which
     reference caption each drawing is trained on (when ``captions``, as the gate's target under
-    ``gate_target`` "caption", and as the text of its text-to-image row when ``t2i``)."""
+    ``gate_target`` "caption", and as the text of its text-to-image row when ``t2i``); ``kinds``: the
+    question kinds asked (default: all of the world's; none while a curriculum trains generation only)."""
     import torch
 
     gate = len(t.prefix) - 1
@@ -125,7 +135,7 @@ def pack(
         segment, positions, targets = [0] * len(ids), list(range(len(ids))), [-100] * len(ids)
         if gate_target != "none":
             targets[gate] = gate_token(t, spec, choice, gate_target)
-        answers = {kind: t.answers[spec.answer(kind)] for kind in shapes.QUESTION_KINDS}
+        answers = {kind: t.answers[spec.answer(kind)] for kind in (t.kinds if kinds is None else kinds)}
         if captions:
             answers[CAPTION_KIND] = t.captions[spec.combo][choice]
         for number, (kind, answer) in enumerate(answers.items(), start=1):
@@ -184,7 +194,8 @@ def loss(
     text = batch.text_targets >= 0
     logits = model.lm_head(hidden[text])
     logits[:, image_cols] = torch.finfo(logits.dtype).min
-    total = F.cross_entropy(logits, batch.text_targets[text])
+    # a generation-only batch without captions or gate target has no text targets
+    total = F.cross_entropy(logits, batch.text_targets[text]) if bool(text.any()) else hidden.sum() * 0
     text_loss = float(total.detach())
     for weight, where in ((image_loss, batch.predicts_code), (t2i, batch.generates_code)):
         if weight > 0:
@@ -198,7 +209,11 @@ RESUME_EVERY = 100  # optimizer steps between saved training states
 
 
 def train(
-    recipe: ToyRecipe, log: Callable[[str], None] = print, resume: Path | None = None, init: Path | None = None
+    recipe: ToyRecipe,
+    log: Callable[[str], None] = print,
+    resume: Path | None = None,
+    init: Path | None = None,
+    curve: list[dict] | None = None,
 ) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
     """Build, fit the codebook and train the toy model; deterministic for the recipe (see module doc).
 
@@ -206,35 +221,69 @@ def train(
     a state of the same recipe there continues from it, to the same weights as an uninterrupted run.
     ``init``: fine-tune this toy checkpoint (its weights and VQ codebook; the recipe's architecture
     must match it) instead of building and fitting a new one.
+    ``curve``: a list that receives the learning curve (``probe``'s points, every ``recipe.curve_every``
+    steps and at the last; a resumed run's earlier points come from its training state).
     """
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe.threads)
     try:
-        return _train(recipe, log, resume, init)
+        return _train(recipe, log, resume, init, [] if curve is None else curve)
     finally:
         torch.set_num_threads(threads)
 
 
+PROBE = 48  # unseen jittered drawings ("seen" split) whose answers make the learning curve
+
+
+def probe(model: ChameleonForConditionalGeneration, t: Templates, codes: torch.Tensor, specs: Sequence) -> float:
+    """Teacher-forced exact match of the answers (every answer token and the eos are the argmax over the
+    text tokens) of ``specs`` asked every question of ``t``'s world: a cheap accuracy for the learning curve."""
+    import torch
+
+    image_cols = torch.tensor(model.model.vocabulary_mapping.image_tokens)
+    was_training, hits = model.training, []
+    model.eval()
+    with torch.no_grad():
+        for kind in t.kinds:  # one question per row, so a row's targets are one answer
+            batch = pack(t, specs, codes, [0] * len(specs), captions=False, kinds=[kind])
+            hidden = model.model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+            ).last_hidden_state
+            logits = model.lm_head(hidden)
+            logits[..., image_cols] = torch.finfo(logits.dtype).min
+            targets = batch.text_targets
+            right = (logits.argmax(dim=-1) == targets) | (targets < 0)
+            hits += right.all(dim=1).tolist()
+    model.train(was_training)
+    return sum(hits) / len(hits)
+
+
 def _train(
-    recipe: ToyRecipe, log: Callable[[str], None], resume: Path | None, init: Path | None
+    recipe: ToyRecipe, log: Callable[[str], None], resume: Path | None, init: Path | None, curve: list[dict]
 ) -> tuple[ChameleonForConditionalGeneration, ProcessorMixin]:
     import torch
 
     start = time.perf_counter()
+    world = world_of(recipe)
     model, processor = build(recipe) if init is None else _start_from(init, recipe)
     specs = train_specs(recipe)
-    pixel_values = pixel_values_of(processor, specs)
+    pixel_values = pixel_values_of(processor, specs, world)
     if init is None:
-        fit_codebook(model, pixel_values[: recipe.kmeans_images], recipe.kmeans_iters, recipe.seed)
+        fit_codebook(model, pixel_values[: recipe.kmeans_images], recipe.kmeans_iters, recipe.seed, recipe.codebook)
     codes = image_tokens(model, pixel_values)
+    probe_specs = eval_specs("seen", world)[:PROBE]
+    probe_codes = image_tokens(model, pixel_values_of(processor, probe_specs, world))
     used = len(torch.unique(codes))
     log(
         f"train-toy: {len(specs)} training drawings, {used} of {model.config.vq_config.num_embeddings} codes used "
         f"({'codebook fitted' if init is None else f'starting from {init}'}) in {time.perf_counter() - start:.0f}s"
     )
-    t = templates(processor)
+    t = templates(processor, world, specs)
+    understanding_from = math.ceil(recipe.generation_first * recipe.steps)  # the curriculum's first question step
+    if understanding_from:
+        log(f"train-toy: steps 1-{understanding_from} train generation only; the questions join at step {understanding_from + 1}")
 
     for parameter in model.model.vqmodel.parameters():
         parameter.requires_grad_(False)
@@ -267,6 +316,7 @@ def _train(
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         order, cursor, first_step = state["order"], state["cursor"], state["step"]
+        curve[:] = state["curve"]
         log(f"train-toy: resuming at step {first_step} from {resume}")
     knockouts = prefix_knockouts(recipe.condition, t.prefix, processor.tokenizer)
     if knockouts:
@@ -281,7 +331,14 @@ def _train(
         cursor += recipe.batch_images
         choice = torch.randint(5, (len(index),), generator=generator).tolist()
         batch = pack(
-            t, [specs[i] for i in index.tolist()], codes[index], choice, recipe.captions, recipe.gate_target, recipe.t2i > 0
+            t,
+            [specs[i] for i in index.tolist()],
+            codes[index],
+            choice,
+            recipe.captions,
+            recipe.gate_target,
+            recipe.t2i > 0,
+            kinds=() if step < understanding_from else None,
         )
         with training_under(model, knockouts, recipe.knockout, collect=recipe.attention_loss > 0) as cut_mass:
             total, text_loss = loss(model, batch, recipe.image_loss, recipe.t2i)
@@ -294,6 +351,10 @@ def _train(
         scheduler.step()
         losses.append(text_loss)
         done = step + 1
+        if done % recipe.curve_every == 0 or done == recipe.steps:
+            recent = losses[-recipe.curve_every :]
+            point = {"step": done, "text_loss": sum(recent) / len(recent), "accuracy": probe(model, t, probe_codes, probe_specs)}
+            curve.append(point)
         if done % 50 == 0 or done == recipe.steps:
             elapsed = time.perf_counter() - t0
             eta = elapsed / (done - first_step) * (recipe.steps - done)
@@ -311,6 +372,7 @@ def _train(
                 "generator": generator.get_state(),
                 "order": order,
                 "cursor": cursor,
+                "curve": curve,
             }
             tmp = resume.with_name(resume.name + ".tmp")
             torch.save(state, tmp)
