@@ -230,6 +230,37 @@ def test_plan_factorial_cells_and_half_fraction() -> None:
     ]  # fmt: skip
 
 
+def test_tasks_own_asks_each_run_its_own_world(tmp_path: Path) -> None:
+    """`tasks: own`: the grid holds every run's own smoke task, each model restricted to its own (a
+    reference to the shapes smoke task), and the analyses read each run's own world."""
+    from narrowgate.study.evaluation import grid_config
+
+    study = plan(
+        {"design": "factorial", "base": {"world": "scenes"}, "factors": {"questions": ["single", "aggregation"]},
+         "seeds": [0], "tasks": "own", "references": ["planted"]},
+        Path("own.yaml"),
+    )  # fmt: skip
+    grid = grid_config(study, tmp_path)
+    assert grid.tasks == ("narrowgate_scenes_single_vqa", "narrowgate_scenes_aggregation_vqa", "narrowgate_smoke_vqa")
+    assert [(m.name, m.tasks) for m in grid.models] == [
+        ("questions-single_seed0", ("narrowgate_scenes_single_vqa",)),
+        ("questions-aggregation_seed0", ("narrowgate_scenes_aggregation_vqa",)),
+        ("reference-planted", ("narrowgate_smoke_vqa",)),
+    ]
+    assert [c.examples for c in study.checkpoints()] == ["scenes_single", "scenes_aggregation", "shapes"]
+    listed = plan({"seeds": [0], "references": ["planted"]}, Path("listed.yaml"))  # the config's tasks, for every model
+    assert [m.tasks for m in grid_config(listed, tmp_path).models] == [None, None]
+
+
+def test_bad_factorial_combination_names_the_cell() -> None:
+    """Each level is valid with the base (checked one by one, naming the level); this combination is not."""
+    factors = {"world": ["shapes", "scenes"], "questions": ["single", "aggregation"]}
+    data = {"design": "factorial", "base": {"world": "scenes"}, "factors": factors, "seeds": [0]}
+    with pytest.raises(StudyError) as error:
+        plan(data, Path("bad.yaml"))
+    assert str(error.value).startswith("bad.yaml: factors: cell world=shapes+questions=aggregation: ToyRecipe.questions")
+
+
 def test_bad_config_through_the_command(tmp_path: Path, capsys) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("seeds: [0]\nfactors: {image_loss: [zero]}\n")

@@ -45,13 +45,12 @@ from narrowgate.leaderboard.collect import (
 )
 from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES, gate_share, image_effect, undefined_reason
 from narrowgate.study.plan import GRID_DIR, Reference, Run, Study, StudyError
-from narrowgate.toy import FAMILY
+from narrowgate.toy import CURVE_FILE, FAMILY, giveaway
 
 ANALYSES = ("attention", "patching", "gap", "overlap")
 TRAINING = ("curve", "giveaway")  # measures of the training and the tokenizer, without loading the model
 MEASURES = ("gate_share", *ANALYSES, *TRAINING)
 LABELLED_EXAMPLES = 96  # the drawings the patching pairs and chi's neighbours come from (narrowgate analyze's default)
-CURVE_FILE = "toy_curve.json"  # train-toy's learning curve, in the checkpoint folder
 CONVERGED_WITHIN = 0.05  # the most the last fifth of the curve's mean accuracy may differ from the fifth before
 
 
@@ -203,8 +202,6 @@ def curve(checkpoint: Run | Reference, output: Path) -> dict[str, Any]:
 
 def measure_training(checkpoint: Run | Reference, output: Path) -> None:
     """The checkpoint's missing ``curve.json`` and ``giveaway.json``."""
-    from narrowgate.toy import giveaway
-
     folder = checkpoint.folder(output)
     if not (folder / "curve.json").is_file():
         write_json_atomic(folder / "curve.json", curve(checkpoint, output))

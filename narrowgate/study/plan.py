@@ -21,7 +21,7 @@ from typing import Any
 from narrowgate.core.files import read_yaml
 from narrowgate.core.schema import SAFE_NAME
 from narrowgate.study import schema
-from narrowgate.toy import FAMILY, ToyRecipe
+from narrowgate.toy import FAMILY, ToyRecipe, examples_source, smoke_task
 
 BASE = "base"
 RUNS_DIR, REFERENCES_DIR, GRID_DIR = "runs", "references", "grid"
@@ -75,8 +75,6 @@ class Run:
     @property
     def examples(self) -> str:
         """The ``narrowgate.analyses.data.load_examples`` source of the run's world."""
-        from narrowgate.toy import examples_source
-
         return examples_source(self.recipe)
 
     def folder(self, output: Path) -> Path:
@@ -143,8 +141,6 @@ class Study:
         task and a reference's ``REFERENCE_TASK``."""
         if not self.own_tasks:
             return tuple(self.file.tasks)
-        from narrowgate.toy import smoke_task
-
         return (smoke_task(checkpoint.recipe),) if isinstance(checkpoint, Run) else (REFERENCE_TASK,)
 
     @property
