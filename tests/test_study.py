@@ -252,6 +252,16 @@ def test_tasks_own_asks_each_run_its_own_world(tmp_path: Path) -> None:
     assert [m.tasks for m in grid_config(listed, tmp_path).models] == [None, None]
 
 
+def test_v2_config_is_a_half_factorial_of_eight_cells() -> None:
+    study = load_study(Path(__file__).parents[1] / "configs" / "study_emergence_v2.yaml")
+    cells = list(dict.fromkeys(run.cell for run in study.runs))
+    assert len(cells) == 8 and len(study.runs) == 24 and study.file.fraction == "half"
+    assert cells[0] == "image_tokens=64+codebook=kmeans+questions=single+generation_first=0"  # both corners kept (k even)
+    assert cells[-1] == "image_tokens=256+codebook=random+questions=aggregation+generation_first=0.6"
+    assert {run.recipe.world for run in study.runs} == {"scenes"}
+    assert set(study.tasks) == {"narrowgate_scenes_single_vqa", "narrowgate_scenes_aggregation_vqa", "narrowgate_smoke_vqa"}
+
+
 def test_bad_factorial_combination_names_the_cell() -> None:
     """Each level is valid with the base (checked one by one, naming the level); this combination is not."""
     factors = {"world": ["shapes", "scenes"], "questions": ["single", "aggregation"]}
@@ -362,6 +372,7 @@ def test_table_gives_exact_bounds_and_undefined_shares(tmp_path: Path) -> None:
     assert "| 0.50 [" in rows["| base "] and "Clopper-Pearson" in markdown and "Main effects" not in markdown
     assert rows["| base "].endswith("| 0.10 (0.10–0.10) | 0.90 (0.90–0.90) | 0.50 (0.50–0.50) | 0.40 (0.40–0.40) |")
     assert "| 1.00 | 1/1 | 0.50 (0.50–0.50) | 0.20 (0.20–0.20) |" in rows["| base "]
+    assert "| 1.00 | — | — | 0.20 (0.20–0.20) |" in rows["| reference planted"]  # a reference has no curve
     assert not (tmp_path / "study_effects.csv").exists()
 
 

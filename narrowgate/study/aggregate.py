@@ -231,6 +231,8 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
         return f"{num(row['image_effect'])} [{num(row['image_effect_ci_low'])}, {num(row['image_effect_ci_high'])}]"
 
     def spread(row, name: str) -> str:
+        if math.isnan(row[f"{name}_mean"]):  # e.g. no learning curve: a reference, or trained before curves
+            return "—"
         return f"{num(row[f'{name}_mean'])} ({num(row[f'{name}_min'])}–{num(row[f'{name}_max'])})"
 
     def cell(row) -> list[str]:
