@@ -6,9 +6,9 @@ files in its folder, written atomically and skipped when present:
 
 - ``gate_share.json``: per task, the per-document scores of each condition and the gate shares with
   their document-bootstrap CI (``narrowgate.leaderboard.summary.gate_share``);
-- ``attention.json``: ``narrowgate.analyses.attention`` on the checkpoint's world's drawings asked the VQA
-  questions (the study's task; ``Run.examples``), plus ``gate_vs_image``: the gate's share of the text queries' attention to the image
-  tokens + gate (the analysis's normalisation), mean over layers;
+- ``attention.json``: ``narrowgate.analyses.attention`` on the checkpoint's world's drawings (``examples``)
+  asked the VQA questions (the study's task), plus ``gate_vs_image``: the gate's share of the text
+  queries' attention to the image tokens + gate (the analysis's normalisation), mean over layers;
 - ``patching.json``: ``narrowgate.analyses.patching``, plus ``flip_fraction``: among the pairs whose
   unpatched run prefers the target answer, the fraction that flips to the base answer when the gate's
   input to every layer comes from the base image (cumulative from layer 0), and ``flip_either``;
@@ -16,8 +16,9 @@ files in its folder, written atomically and skipped when present:
   |cos| and the homogeneity, each the mean over layers;
 - ``overlap.json``: ``narrowgate.analyses.overlap``, plus ``gate_chi`` and ``image_chi``: the best chi over
   layers (k below the smallest class, so the ceiling is 1), mean over label kinds, and ``chance_chi``;
-- ``curve.json``: the learning curve train-toy wrote next to the checkpoint (``toy_curve.json``), its last
-  teacher-forced accuracy and ``converged`` (``converged``); None for a reference (no curve);
+- ``curve.json``: the learning curve train-toy wrote next to the checkpoint (``CURVE_FILE``), its last
+  teacher-forced accuracy and whether it had flattened (``converged()``); None for a reference or a
+  checkpoint trained before train-toy recorded curves (``reason`` says which);
 - ``giveaway.json``: ``narrowgate.toy.giveaway``, how often one image token's code alone names the answer.
 """
 
