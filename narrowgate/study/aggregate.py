@@ -9,11 +9,15 @@ Two cases the bootstrap misreports, said plainly instead: where the image effect
 bootstrap) contains 0 the shares are undefined; where a knockout changed no answer of any seed the
 bootstrap's [0, 0] looks exact, so the table gives the exact one-sided Clopper-Pearson bound on the rate
 of changed answers ("0 of 96 seed×question answers changed: at most 3.1% at 95%").
+
+Each cell also says what it could have seen: ``through_detectable``, the smallest through-share a
+two-sided 5% test would detect with 80% power (2.8 standard errors), and ``bar``, whether the cell meets
+the study's bar for a gate formed from scratch (``BAR``). A factorial study adds its main effects
+(``effects.py``: ``study_effects.csv`` and a section of ``study.md``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -27,9 +31,17 @@ from narrowgate.core.files import write_atomic
 from narrowgate.core.stats import resampled_means
 from narrowgate.leaderboard.collect import BASELINE
 from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES
-from narrowgate.study.plan import BASE, Reference, Run, Study, level_name
+from narrowgate.study import effects
+from narrowgate.study.evaluation import CONVERGED_WITHIN
+from narrowgate.study.measures import PER_CHECKPOINT, read, value
+from narrowgate.study.plan import Run, Study, level_name
 
 TABLE = "study"
+# the bar for "a gate formed from scratch" (issue 22): through-share >= 0.5 with its 95% CI above 0.3 over
+# >= 3 seeds, and gate_only keeping >= 80% of the image's effect (bypass share <= 0.2)
+BAR = {"through": 0.5, "through_ci_low": 0.3, "seeds": 3, "bypass": 0.2}
+DETECTABLE_SE = 1.96 + 0.84  # standard errors a two-sided 5% test needs to detect an effect with 80% power
+CI_WIDTH_SE = 2 * 1.96  # a 95% CI's width in standard errors
 
 
 @dataclass(frozen=True)
@@ -91,8 +103,15 @@ def changed_at_most(changed: int, answers: int, confidence: float = 0.95) -> flo
     return float(binomtest(changed, answers, alternative="less").proportion_ci(confidence, method="exact").high)
 
 
-def _read(checkpoint: Run | Reference, output: Path, name: str) -> dict:
-    return json.loads((checkpoint.folder(output) / f"{name}.json").read_text())
+def detectable(ci_low: float, ci_high: float, *, changed_at_most: float, image_effect: float, bootstrap: bool) -> float:
+    """The smallest share a two-sided 5% test detects with 80% power: ``DETECTABLE_SE`` standard errors,
+    the SE from the 95% CI's width. ``bootstrap`` False (no share defined, or no answer changed): the CI is
+    taken as [0, the exact bound on the rate of changed answers / the image effect]; NaN without an effect."""
+    if not bootstrap:
+        if not image_effect > 0:
+            return math.nan
+        ci_low, ci_high = 0.0, changed_at_most / image_effect
+    return DETECTABLE_SE * (ci_high - ci_low) / CI_WIDTH_SE
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -103,27 +122,26 @@ def _fmt(values: Sequence[float]) -> str:
     return " ".join("nan" if math.isnan(v) else f"{v:.3f}" for v in values)
 
 
+def cell_columns(run: Run) -> tuple[str, str]:
+    """(factor, level) of a run's cell: ``base``/"" for the base cell, ``image_loss``/``0`` for a one-factor
+    cell, the factors and levels joined by ``+`` for a factorial cell."""
+    return "+".join(f for f, _ in run.levels) or "base", "+".join(level_name(v) for _, v in run.levels)
+
+
 def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame:
-    """One row per cell and task (base, each factor level, then the references), from the measure files."""
-    groups: dict[tuple[str, str, str], list[Run | Reference]] = {}
+    """One row per cell and task (the cells in plan order, then the references), from the measure files."""
+    groups: dict[tuple[str, str, str], list] = {}
     for run in study.runs:
-        key = ("base", "", BASE) if run.factor is None else (run.factor, level_name(run.level), run.cell)
-        groups.setdefault(key, []).append(run)
+        groups.setdefault((*cell_columns(run), run.cell), []).append(run)
     for reference in study.references:
         groups[("reference", reference.toy, reference.id)] = [reference]
     rows = []
     for (factor, level, cell), members in groups.items():
-        shares = [_read(m, output, "gate_share")["tasks"] for m in members]
-        attention = [_read(m, output, "attention")["gate_vs_image"] for m in members]
-        flips = [_read(m, output, "patching")["flip_fraction"] for m in members]
-        per_checkpoint = {  # measure column -> (file, key): one value per seed
-            "gap_cosine": ("gap", "gap_cosine"),
-            "gap_homogeneity": ("gap", "gap_homogeneity"),
-            "gate_chi": ("overlap", "gate_chi"),
-            "image_chi": ("overlap", "image_chi"),
-        }
-        measured = {column: [_read(m, output, name)[key] for m in members] for column, (name, key) in per_checkpoint.items()}
-        for task in study.file.tasks:
+        shares = [read(m, output, "gate_share")["tasks"] for m in members]
+        measured = {column: [value(m, output, column) for m in members] for column in PER_CHECKPOINT}
+        curves = [read(m, output, "curve")["converged"] for m in members]
+        seeds = [m.seed for m in members] if isinstance(members[0], Run) else []
+        for task in study.tasks_of(members[0]):
             per = [s[task] for s in shares]
             effects = [np.subtract(p["scores"][BASELINE], p["scores"][IMAGE_ABLATED]) for p in per]
             effect = seed_bootstrap_ratio([(e, np.ones(e.size)) for e in effects], n_resamples=n_resamples)
@@ -134,7 +152,7 @@ def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame
                 "cell": cell,
                 "task": task,
                 "metric": per[0]["metric"],
-                "seeds": " ".join(str(m.seed) for m in members) if isinstance(members[0], Run) else "",
+                "seeds": " ".join(map(str, seeds)),
                 "baseline": float(np.mean([p["means"][BASELINE] for p in per])),
                 "baseline_per_seed": _fmt([p["means"][BASELINE] for p in per]),
                 "image_effect": effect.mean,
@@ -143,6 +161,7 @@ def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame
                 "image_effect_per_seed": _fmt(effect.per_seed),
                 "shares_defined": not undefined,
             }
+            detectable_shares = {}
             for share, condition in SHARES.items():
                 changes = [np.subtract(p["scores"][BASELINE], p["scores"][condition]) for p in per]
                 ratio = (
@@ -159,13 +178,31 @@ def table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame
                     f"{share}_answers": answers,
                     f"{share}_changed_at_most": changed_at_most(changed, answers),
                 }
+                detectable_shares[f"{share}_detectable"] = detectable(
+                    row[f"{share}_ci_low"],
+                    row[f"{share}_ci_high"],
+                    changed_at_most=row[f"{share}_changed_at_most"],
+                    image_effect=effect.mean,
+                    bootstrap=ratio is not None and changed > 0,
+                )
             row["through_above_zero"] = bool(row["through_ci_low"] > 0)
-            row |= {f"attention_gate_{k}": v for k, v in _spread(attention).items()}
-            row["attention_gate_per_seed"] = _fmt(attention)
-            row |= {f"flip_fraction_{k}": v for k, v in _spread(flips).items()}
-            row["flip_fraction_per_seed"] = _fmt(flips)
-            for column, values in measured.items():
-                row |= {f"{column}_{k}": v for k, v in _spread(values).items()}
+            for column in ("attention_gate", "flip_fraction"):
+                row |= {f"{column}_{k}": v for k, v in _spread(measured[column]).items()}
+                row[f"{column}_per_seed"] = _fmt(measured[column])
+            for column in ("gap_cosine", "gap_homogeneity", "gate_chi", "image_chi"):
+                row |= {f"{column}_{k}": v for k, v in _spread(measured[column]).items()}
+            with_curve = [c for c in curves if c is not None]  # converged seeds k of the n that have a curve
+            row["converged"] = f"{sum(with_curve)}/{len(with_curve)}" if with_curve else ""
+            for column in ("curve_accuracy", "giveaway"):
+                row |= {f"{column}_{k}": v for k, v in _spread(measured[column]).items()}
+                row[f"{column}_per_seed"] = _fmt(measured[column])
+            row |= detectable_shares
+            row["bar"] = bool(
+                row["through"] >= BAR["through"]
+                and row["through_ci_low"] > BAR["through_ci_low"]
+                and len(seeds) >= BAR["seeds"]
+                and row["bypass"] <= BAR["bypass"]
+            )
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -194,11 +231,23 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
         return f"{num(row['image_effect'])} [{num(row['image_effect_ci_low'])}, {num(row['image_effect_ci_high'])}]"
 
     def spread(row, name: str) -> str:
+        if math.isnan(row[f"{name}_mean"]):  # e.g. no learning curve: a reference, or trained before curves
+            return "—"
         return f"{num(row[f'{name}_mean'])} ({num(row[f'{name}_min'])}–{num(row[f'{name}_max'])})"
 
+    def cell(row) -> list[str]:
+        """The cell's leading columns: factor and level, or in a factorial design one level per factor."""
+        if not study.factorial:
+            return [row["factor"], row["level"]]
+        if row["factor"] == "reference":
+            return [f"reference: {row['level']}", *[""] * (len(study.factors) - 1)]
+        return row["level"].split("+")
+
+    leading = list(study.factors) if study.factorial else ["factor", "level"]
     header = (
-        "| factor | level | task | seeds | baseline | image effect | through | through per seed | bypass | "
-        "through > 0 | attention to gate | patching flips | gap \\|cos\\| | homogeneity | gate χ | image χ |"
+        f"| {' | '.join(leading)} | task | seeds | baseline | converged | final curve accuracy | giveaway | "
+        "image effect | through | through per seed | bypass | through > 0 | detectable through | bar | "
+        "attention to gate | patching flips | gap \\|cos\\| | homogeneity | gate χ | image χ |"
     )
     lines = [
         f"# Emergence study: {study.file.description}".rstrip(": "),
@@ -209,9 +258,11 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
     for _, row in frame.iterrows():
         seeds = row["seeds"] or "—"
         lines.append(
-            f"| {row['factor']} | {row['level']} | {row['task']} | {seeds} | {num(row['baseline'])} | {effect(row)} | "
+            f"| {' | '.join(cell(row))} | {row['task']} | {seeds} | {num(row['baseline'])} | {row['converged'] or '—'} | "
+            f"{spread(row, 'curve_accuracy')} | {spread(row, 'giveaway')} | {effect(row)} | "
             f"{share(row, 'through')} | {per_seed(row, 'through')} | {share(row, 'bypass')} | "
-            f"{'yes' if row['through_above_zero'] else 'no'} | "
+            f"{'yes' if row['through_above_zero'] else 'no'} | {num(row['through_detectable'])} | "
+            f"{'**yes**' if row['bar'] else 'no'} | "
             f"{spread(row, 'attention_gate')} | {spread(row, 'flip_fraction')} | {spread(row, 'gap_cosine')} | "
             f"{spread(row, 'gap_homogeneity')} | {spread(row, 'gate_chi')} | {spread(row, 'image_chi')} |"
         )
@@ -234,13 +285,33 @@ def markdown(frame: pd.DataFrame, study: Study) -> str:
             "ceiling 1). Those six: mean (range over seeds). A claim needs at least 3 seeds per cell."
         ),
         "",
+        (
+            "*converged*: seeds whose learning curve (teacher-forced accuracy on unseen drawings during training) "
+            "was flat at the end: the mean of its last fifth of points within "
+            f"{CONVERGED_WITHIN} of the fifth before, of the seeds with a curve; *final curve accuracy*: its last "
+            "point, mean (range over seeds). *giveaway*: the fraction of (evaluation drawing, question) pairs with "
+            "an image token whose code alone names the answer (≥ 99% pure on training drawings; "
+            "narrowgate.toy.giveaway), mean (range). *detectable through*: the smallest through-share this cell "
+            "could have detected (80% power, two-sided 5%): 2.8 × its standard error, the SE taken from the 95% "
+            "CI's width / 3.92; where no share is defined or no answer changed, from the CI [0, exact bound on the "
+            "rate of changed answers / image effect] (— without an image effect). *bar*: through ≥ "
+            f"{BAR['through']} with its CI's low end > {BAR['through_ci_low']}, ≥ {BAR['seeds']} seeds, and bypass ≤ "
+            f"{BAR['bypass']} (gate_only keeps ≥ {1 - BAR['bypass']:.0%} of the image's effect)."
+        ),
+        "",
     ]
     return "\n".join(lines)
 
 
 def write_table(study: Study, output: Path, n_resamples: int = 10_000) -> pd.DataFrame:
-    """``OUTPUT/study.csv`` and ``OUTPUT/study.md``, written atomically."""
+    """``OUTPUT/study.csv`` and ``OUTPUT/study.md`` (a factorial study: with its main effects, also in
+    ``OUTPUT/study_effects.csv``), written atomically."""
     frame = table(study, output, n_resamples)
+    text = markdown(frame, study)
+    if study.factorial:
+        main = effects.main_effects(study, output)
+        write_atomic(output / f"{effects.TABLE}.csv", main.to_csv(index=False).encode())
+        text += "\n" + effects.markdown(main, study)
     write_atomic(output / f"{TABLE}.csv", frame.to_csv(index=False).encode())
-    write_atomic(output / f"{TABLE}.md", markdown(frame, study).encode())
+    write_atomic(output / f"{TABLE}.md", text.encode())
     return frame

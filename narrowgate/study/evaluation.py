@@ -6,21 +6,26 @@ files in its folder, written atomically and skipped when present:
 
 - ``gate_share.json``: per task, the per-document scores of each condition and the gate shares with
   their document-bootstrap CI (``narrowgate.leaderboard.summary.gate_share``);
-- ``attention.json``: ``narrowgate.analyses.attention`` on shapes drawings asked the VQA questions (the
-  study's task), plus ``gate_vs_image``: the gate's share of the text queries' attention to the image
-  tokens + gate (the analysis's normalisation), mean over layers;
+- ``attention.json``: ``narrowgate.analyses.attention`` on the checkpoint's world's drawings (``examples``)
+  asked the VQA questions (the study's task), plus ``gate_vs_image``: the gate's share of the text
+  queries' attention to the image tokens + gate (the analysis's normalisation), mean over layers;
 - ``patching.json``: ``narrowgate.analyses.patching``, plus ``flip_fraction``: among the pairs whose
   unpatched run prefers the target answer, the fraction that flips to the base answer when the gate's
   input to every layer comes from the base image (cumulative from layer 0), and ``flip_either``;
 - ``gap.json``: ``narrowgate.analyses.gap``, plus ``gap_cosine`` and ``gap_homogeneity``, the median
   |cos| and the homogeneity, each the mean over layers;
 - ``overlap.json``: ``narrowgate.analyses.overlap``, plus ``gate_chi`` and ``image_chi``: the best chi over
-  layers (k below the smallest class, so the ceiling is 1), mean over label kinds, and ``chance_chi``.
+  layers (k below the smallest class, so the ceiling is 1), mean over label kinds, and ``chance_chi``;
+- ``curve.json``: the learning curve train-toy wrote next to the checkpoint (``CURVE_FILE``), its last
+  teacher-forced accuracy and whether it had flattened (``converged()``); None for a reference or a
+  checkpoint trained before train-toy recorded curves (``reason`` says which);
+- ``giveaway.json``: ``narrowgate.toy.giveaway``, how often one image token's code alone names the answer.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -41,11 +46,13 @@ from narrowgate.leaderboard.collect import (
 )
 from narrowgate.leaderboard.summary import IMAGE_ABLATED, SHARES, gate_share, image_effect, undefined_reason
 from narrowgate.study.plan import GRID_DIR, Reference, Run, Study, StudyError
-from narrowgate.toy import FAMILY
+from narrowgate.toy import CURVE_FILE, FAMILY, giveaway
 
 ANALYSES = ("attention", "patching", "gap", "overlap")
-MEASURES = ("gate_share", *ANALYSES)
+TRAINING = ("curve", "giveaway")  # measures of the training and the tokenizer, without loading the model
+MEASURES = ("gate_share", *ANALYSES, *TRAINING)
 LABELLED_EXAMPLES = 96  # the drawings the patching pairs and chi's neighbours come from (narrowgate analyze's default)
+CONVERGED_WITHIN = 0.05  # the most the last fifth of the curve's mean accuracy may differ from the fifth before
 
 
 def grid_config(study: Study, output: Path) -> GridConfig:
@@ -54,12 +61,14 @@ def grid_config(study: Study, output: Path) -> GridConfig:
     return parse_config(
         {
             "description": f"narrowgate study {study.path}",
-            "tasks": list(study.file.tasks),
+            "tasks": list(study.tasks),
             "limit": study.file.limit,
             "model_args": dict(study.file.model_args),
             "conditions": list(study.file.conditions),
             "models": [
-                {"name": c.name, "family": FAMILY, "pretrained": str(c.checkpoint(output))} for c in study.checkpoints()
+                {"name": c.name, "family": FAMILY, "pretrained": str(c.checkpoint(output))}
+                | ({"tasks": list(study.tasks_of(c))} if study.own_tasks else {})
+                for c in study.checkpoints()
             ],
         },
         study.path,
@@ -70,7 +79,8 @@ def evaluate(study: Study, output: Path, log: Callable[[str], None], verbosity: 
     """The grid over every checkpoint, then each checkpoint's missing measure files."""
     checkpoints = study.checkpoints()
     grid = grid_config(study, output)
-    log(f"evaluating {len(checkpoints)} checkpoints x {len(study.file.conditions)} conditions x {len(study.file.tasks)} tasks")
+    per = "its own task" if study.own_tasks else f"{len(study.tasks)} tasks"
+    log(f"evaluating {len(checkpoints)} checkpoints x {len(study.file.conditions)} conditions x {per}")
     report = run_grid(grid, output / GRID_DIR, verbosity=verbosity, log=lambda m: log(f"grid: {m}"))
     if report.failed:
         raise StudyError(
@@ -86,10 +96,11 @@ def evaluate(study: Study, output: Path, log: Callable[[str], None], verbosity: 
         for checkpoint in todo:
             path = checkpoint.folder(output) / "gate_share.json"
             if not path.is_file():
-                write_json_atomic(path, gate_shares(checkpoint, cells[checkpoint.name], study.file.tasks))
+                write_json_atomic(path, gate_shares(checkpoint, cells[checkpoint.name], study.tasks_of(checkpoint)))
     for number, checkpoint in enumerate(todo, 1):
         log(f"analyses {number}/{len(todo)}: {checkpoint.id}")
         analyse(checkpoint, study, output)
+        measure_training(checkpoint, output)
 
 
 def gate_shares(checkpoint: Run | Reference, runs: dict[str, list], tasks) -> dict[str, Any]:
@@ -143,9 +154,9 @@ def analyse(checkpoint: Run | Reference, study: Study, output: Path) -> None:
     subject = Subject(
         FAMILY, str(checkpoint.checkpoint(output)), device=args.get("device"), dtype=args.get("dtype"), batch_size=options.batch_size
     )
-    labelled = load_examples("shapes", LABELLED_EXAMPLES)
+    labelled = load_examples(checkpoint.examples, LABELLED_EXAMPLES)
     if "attention" in pending:  # the study's tasks ask questions: the VQA prompt
-        result = attention.analyse(subject, load_examples("shapes", options.attention))
+        result = attention.analyse(subject, load_examples(checkpoint.examples, options.attention))
         result.write(folder, {"id": checkpoint.id, **result.summary, "gate_vs_image": result.summary["gate_share_mean"]})
     if "patching" in pending:
         result = patching.analyse(subject, labelled, pairs=options.patching, seed=0)
@@ -153,7 +164,7 @@ def analyse(checkpoint: Run | Reference, study: Study, output: Path) -> None:
         every = {"flip_fraction": float(cumulative.loc[0, "flip_fraction"]), "flip_either": float(cumulative.loc[0, "flip_either"])}
         result.write(folder, {"id": checkpoint.id, **result.summary, **every})
     if "gap" in pending:
-        result = gap.analyse(subject, load_examples("shapes", options.attention))
+        result = gap.analyse(subject, load_examples(checkpoint.examples, options.attention))
         means = {"gap_cosine": float(result.table.cos_median.mean()), "gap_homogeneity": float(result.table.homogeneity.mean())}
         result.write(folder, {"id": checkpoint.id, **result.summary, **means})
     if "overlap" in pending:
@@ -162,3 +173,38 @@ def analyse(checkpoint: Run | Reference, study: Study, output: Path) -> None:
         chis = {"gate_chi": float(best["gate"]), "image_chi": float(best["image"])}
         chance = sum(result.summary["chance"].values()) / len(result.summary["chance"])
         result.write(folder, {"id": checkpoint.id, **result.summary, **chis, "chance_chi": chance})
+
+
+def converged(accuracy: list[float]) -> bool | None:
+    """Whether the mean accuracy of the curve's last fifth of points is within ``CONVERGED_WITHIN`` of the
+    fifth before it (fifths of at least one point); None for a curve of fewer than two points."""
+    window = max(1, round(len(accuracy) / 5))
+    if len(accuracy) < 2 * window:
+        return None
+    last, before = accuracy[-window:], accuracy[-2 * window : -window]
+    return abs(sum(last) / window - sum(before) / window) <= CONVERGED_WITHIN
+
+
+def curve(checkpoint: Run | Reference, output: Path) -> dict[str, Any]:
+    """``curve.json``: the checkpoint's learning curve (steps, teacher-forced accuracy, text loss), its final
+    accuracy and whether it converged; ``reason`` says why a checkpoint has none."""
+    empty = {"id": checkpoint.id, "final_accuracy": None, "converged": None, "step": [], "accuracy": [], "text_loss": []}
+    if isinstance(checkpoint, Reference):
+        return empty | {"reason": "a shipped reference toy: no learning curve"}
+    path = checkpoint.checkpoint(output) / CURVE_FILE
+    if not path.is_file():
+        return empty | {"reason": f"no {CURVE_FILE} next to the checkpoint (trained before train-toy recorded curves)"}
+    recorded = json.loads(path.read_text())
+    points = recorded["points"]
+    series = {key: [point[key] for point in points] for key in ("step", "accuracy", "text_loss")}
+    final = series["accuracy"][-1] if points else None
+    return empty | {"probe": recorded["probe"], "n": recorded["n"], "final_accuracy": final, "converged": converged(series["accuracy"]), **series}
+
+
+def measure_training(checkpoint: Run | Reference, output: Path) -> None:
+    """The checkpoint's missing ``curve.json`` and ``giveaway.json``."""
+    folder = checkpoint.folder(output)
+    if not (folder / "curve.json").is_file():
+        write_json_atomic(folder / "curve.json", curve(checkpoint, output))
+    if not (folder / "giveaway.json").is_file():
+        write_json_atomic(folder / "giveaway.json", {"id": checkpoint.id, **giveaway(checkpoint.checkpoint(output))})

@@ -18,6 +18,10 @@ from narrowgate.grid.schema import ModelArgs
 
 # what a gate share needs: the image's effect (baseline - image_ablated) and the two knockouts of the gate
 REQUIRED_CONDITIONS = ("baseline", "gate_ablated", "gate_only", "image_ablated")
+# how the factors make cells (plan.py): around the base one at a time, or every combination of levels
+DESIGNS = ("one_at_a_time", "factorial")
+FRACTIONS = ("full", "half")  # half: the 2^(k-1) fraction of a two-level factorial (I = AB..K)
+OWN = "own"  # `tasks: own`: each run is asked its own recipe's smoke task (narrowgate.toy.smoke_task)
 
 
 class AnalysesEntry(Entry):
@@ -64,6 +68,8 @@ def _conditions(value: Any) -> Any:
 
 class StudyFile(Entry):
     description: Text = ""
+    design: Annotated[Any, check(lambda v: v in DESIGNS, f"expected one of {', '.join(DESIGNS)}, got {{value!r}}")] = DESIGNS[0]
+    fraction: Annotated[Any, check(lambda v: v in FRACTIONS, f"expected one of {', '.join(FRACTIONS)}, got {{value!r}}")] = FRACTIONS[0]
     base: Annotated[dict[str, Any], BeforeValidator(_mapping)] = {}
     factors: Annotated[dict[str, list[Any]], BeforeValidator(_factors)] = {}
     seeds: Annotated[
@@ -74,7 +80,14 @@ class StudyFile(Entry):
         check(lambda v: len(set(v)) == len(v), "seeds must be distinct, got {value!r}"),
     ]
     conditions: Annotated[Names, BeforeValidator(_conditions)] = list(REQUIRED_CONDITIONS)
-    tasks: Names = ["narrowgate_smoke_vqa"]
+    tasks: Annotated[
+        Any,
+        check(
+            lambda v: v == OWN or (isinstance(v, list) and v and all(isinstance(x, str) and x for x in v)),
+            f"expected `{OWN}` (each run's own smoke task) or a non-empty list of task names, got {{value!r}}",
+        ),
+        check(lambda v: v == OWN or len(set(v)) == len(v), "names must be distinct, got {value!r}"),
+    ] = ["narrowgate_smoke_vqa"]
     limit: Annotated[
         Any, check(lambda v: v is None or (is_int(v) and v >= 1), "expected a positive integer or null, got {value!r}")
     ] = None

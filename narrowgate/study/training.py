@@ -20,18 +20,23 @@ from pathlib import Path
 import narrowgate
 from narrowgate.core.files import write_json_atomic
 from narrowgate.study.plan import Run, StudyError
-from narrowgate.toy import RECIPE_FILE
+from narrowgate.toy import RECIPE_FILE, ToyRecipe
 
 LOG_FILE = "train.log"
 
 
 def trained(run: Run, output: Path) -> bool:
     """Whether the run's checkpoint exists; an error when it was trained from another recipe (the config
-    changed under a finished run: use a new output folder or delete the run's folder)."""
+    changed under a finished run: use a new output folder or delete the run's folder). A recipe written
+    before ``ToyRecipe`` gained a field is the same recipe when the run's value of that field is its default."""
     written = run.checkpoint(output) / RECIPE_FILE
     if not written.is_file():
         return False
-    if json.loads(written.read_text()) != dataclasses.asdict(run.recipe):
+    try:  # a field the recipe gained since takes its default, which keeps the toy bit for bit
+        same = ToyRecipe(**json.loads(written.read_text())) == run.recipe
+    except (TypeError, ValueError):
+        same = False
+    if not same:
         raise StudyError(
             f"{run.id}: {written} holds another recipe than the config's; use a new --output or delete "
             f"{run.folder(output)} to retrain it"
