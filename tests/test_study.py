@@ -257,7 +257,7 @@ def test_v2_config_is_a_half_factorial_of_eight_cells() -> None:
     cells = list(dict.fromkeys(run.cell for run in study.runs))
     assert len(cells) == 8 and len(study.runs) == 24 and study.file.fraction == "half"
     assert cells[0] == "image_tokens=64+codebook=kmeans+questions=single+generation_first=0"  # both corners kept (k even)
-    assert cells[-1] == "image_tokens=256+codebook=random+questions=aggregation+generation_first=0.6"
+    assert cells[-1] == "image_tokens=256+codebook=random+questions=aggregation+generation_first=0.5"
     assert {run.recipe.world for run in study.runs} == {"scenes"}
     assert set(study.tasks) == {"narrowgate_scenes_single_vqa", "narrowgate_scenes_aggregation_vqa", "narrowgate_smoke_vqa"}
 
